@@ -36,7 +36,7 @@ class Env:
             return None
         return value.strip()
 
-    def str(self, name: str, default: str | None = None) -> str | None:
+    def string(self, name: str, default: str | None = None) -> str | None:
         value = self._raw(name)
         return default if value is None else value
 
@@ -46,7 +46,7 @@ class Env:
             raise ConfigError(f"{name} is required")
         return value
 
-    def int(self, name: str, default: int) -> int:
+    def integer(self, name: str, default: int) -> int:
         value = self._raw(name)
         if value is None:
             return default
@@ -55,7 +55,7 @@ class Env:
         except ValueError:
             raise ConfigError(f"{name} must be an integer, got {value!r}") from None
 
-    def float(self, name: str, default: float) -> float:
+    def number(self, name: str, default: float) -> float:
         value = self._raw(name)
         if value is None:
             return default
@@ -64,7 +64,7 @@ class Env:
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {value!r}") from None
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def boolean(self, name: str, default: bool = False) -> bool:
         value = self._raw(name)
         if value is None:
             return default
@@ -90,7 +90,7 @@ class Env:
         return content or None
 
     def timezone(self, name: str, default: str) -> ZoneInfo:
-        value = self.str(name, default) or default
+        value = self.string(name, default) or default
         try:
             return ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -146,17 +146,17 @@ def parse_secret_list(value: str | None) -> tuple[bytes, ...]:
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = Env(os.environ if environ is None else environ)
-    port = env.int("PORT", 8000)
+    port = env.integer("PORT", 8000)
     if not 0 < port < 65536:
         raise ConfigError(f"PORT must be a TCP port, got {port}")
     return Settings(
         database_url=env.secret("DATABASE_URL") or DEFAULT_DATABASE_URL,
         redis_url=env.secret("REDIS_URL") or DEFAULT_REDIS_URL,
         webhook_secrets=parse_secret_list(env.secret("SPARK_WEBHOOK_SECRETS")),
-        allow_unsigned=env.bool("SPARK_WEBHOOK_ALLOW_UNSIGNED"),
-        spark_api_url=(env.str("SPARK_API_URL") or "").rstrip("/") or None,
-        spark_token_url=env.str("SPARK_TOKEN_URL"),
-        spark_client_id=env.str("SPARK_CLIENT_ID"),
+        allow_unsigned=env.boolean("SPARK_WEBHOOK_ALLOW_UNSIGNED"),
+        spark_api_url=(env.string("SPARK_API_URL") or "").rstrip("/") or None,
+        spark_token_url=env.string("SPARK_TOKEN_URL"),
+        spark_client_id=env.string("SPARK_CLIENT_ID"),
         spark_client_secret=env.secret("SPARK_CLIENT_SECRET"),
         timezone=env.timezone("SPARK_TIMEZONE", "Europe/Oslo"),
         port=port,
