@@ -66,6 +66,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.redis_url,
         "broker_transport_options": transport_options,
+        # Celery reads the timeout from three places; when they differ the shortest wins.
+        "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        "visibility_timeout": VISIBILITY_TIMEOUT,
         # Keep trying to reach Redis at start and after a connection loss, forever.
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

@@ -41,6 +41,8 @@ def upgrade(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[Migratio
     """Apply what is missing; safe to run from several processes at once."""
     applied_now: list[Migration] = []
     with conn.transaction():
+        # IF NOT EXISTS is not safe against a concurrent CREATE; the lock is.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version integer PRIMARY KEY, name text NOT NULL,"
