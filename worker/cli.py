@@ -1,0 +1,336 @@
+"""`spark-partner`: the operator's command line. `--json` prints machine-readable output."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shared.config import ConfigError, Settings, load_dotenv_into_environ, load_settings
+from shared.db import Connection, connect, fetch_all, fetch_one
+
+NOTIFICATION_TYPES = (
+    "PriceCurveCreated",
+    "UserEligibilityUpdated",
+    "LocationLPCRequested",
+    "ResourceLPCRequested",
+    "LPCReservationCreated",
+)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def _database() -> Iterator[Connection]:
+    settings = _settings()
+    try:
+        conn = connect(settings.database_url)
+    except Exception as exc:
+        raise click.ClickException(f"cannot connect to the database: {exc}") from None
+    with conn:
+        yield conn
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
+    return value
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(_jsonable(value), indent=2, ensure_ascii=False))
+
+
+@click.group()
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(".env"),
+    show_default=True,
+    help="Settings file read when present; the environment wins over it.",
+)
+def main(env_file: Path) -> None:
+    """Operate the Spark partner service."""
+    load_dotenv_into_environ(env_file)
+
+
+# -- db ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The PostgreSQL schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the migrations that are missing (safe to repeat)."""
+    from shared.db.migrate import applied_versions, upgrade
+
+    with _database() as conn:
+        applied = upgrade(conn)
+        versions = applied_versions(conn)
+    for migration in applied:
+        click.echo(f"applied {migration.version:04d}_{migration.name}")
+    click.echo(f"schema at version {max(versions, default=0):04d}")
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+@main.group()
+def events() -> None:
+    """The inbox of Spark events."""
+
+
+@events.command("list")
+@click.option("--type", "notification_type", help="Only this notificationType.")
+@click.option(
+    "--status",
+    type=click.Choice(["received", "processed", "unhandled", "failed"]),
+    help="Only events with this status.",
+)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def events_list(
+    notification_type: str | None, status: str | None, limit: int, as_json: bool
+) -> None:
+    """Stored events, newest first."""
+    with _database() as conn:
+        rows = fetch_all(
+            conn,
+            "list_events",
+            {"notification_type": notification_type, "status": status, "limit": limit},
+        )
+    items = [
+        {
+            "eventId": row["event_id"],
+            "notificationType": row["notification_type"],
+            "status": row["status"],
+            "deliveries": row["deliveries"],
+            "firstReceivedAt": row["first_received_at"],
+            "lastReceivedAt": row["last_received_at"],
+            "source": row["first_source"],
+            "eventCreatedAt": row["event_created_at"],
+            "conflicts": row["conflicts"],
+        }
+        for row in rows
+    ]
+    if as_json:
+        _print_json(items)
+        return
+    if not items:
+        click.echo("no events")
+    for item in items:
+        click.echo(
+            f"{item['eventId']}  {item['notificationType']:<24} {item['status']:<10} "
+            f"deliveries={item['deliveries']} source={item['source']} "
+            f"first={item['firstReceivedAt']:%Y-%m-%d %H:%M:%S}Z"
+        )
+
+
+@events.command("show")
+@click.argument("event_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def events_show(event_id: str, as_json: bool) -> None:
+    """One event with its payload and every delivery."""
+    with _database() as conn:
+        row = fetch_one(conn, "get_event", {"event_id": event_id})
+        if row is None:
+            raise click.ClickException(f"no event {event_id}")
+        deliveries = fetch_all(conn, "list_deliveries", {"event_id": event_id})
+    item = {
+        "eventId": row["event_id"],
+        "notificationType": row["notification_type"],
+        "payloadType": row["payload_type"],
+        "status": row["status"],
+        "error": row["error"],
+        "source": row["first_source"],
+        "eventCreatedAt": row["event_created_at"],
+        "firstReceivedAt": row["first_received_at"],
+        "lastReceivedAt": row["last_received_at"],
+        "processedAt": row["processed_at"],
+        "conflicts": row["conflicts"],
+        "payload": row["payload"],
+        "rawBody": row["raw_body"],
+        "deliveries": [
+            {
+                "deliveryId": d["delivery_id"],
+                "notificationId": d["notification_id"],
+                "source": d["source"],
+                "receivedAt": d["received_at"],
+                "conflict": d["conflict"],
+                "bodySha256": d["body_sha256"],
+            }
+            for d in deliveries
+        ],
+    }
+    if as_json:
+        _print_json(item)
+    else:
+        for key, value in item.items():
+            if key not in {"payload", "rawBody", "deliveries"}:
+                click.echo(f"{key}: {_jsonable(value)}")
+        click.echo(f"deliveries: {len(deliveries)}")
+        click.echo("payload: " + json.dumps(row["payload"], indent=2))
+
+
+@events.command("replay")
+@click.argument("event_id")
+def events_replay(event_id: str) -> None:
+    """Run the handler for a stored event again (e.g. unhandled or failed ones)."""
+    from worker.events.inbox import replay_event
+
+    with _database() as conn:
+        status = replay_event(conn, event_id)
+    if status is None:
+        raise click.ClickException(f"no event {event_id}")
+    click.echo(f"{event_id}: {status}")
+    if status == "failed":
+        sys.exit(1)
+
+
+@events.command("backfill")
+@click.option("--full", is_flag=True, help="Page through every event, not just the new ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def events_backfill(full: bool, as_json: bool) -> None:
+    """Fetch events from Spark's /events and queue those the inbox lacks."""
+    from dataclasses import asdict
+
+    from shared.spark_api import SparkClient
+    from worker.events.tasks import backfill
+
+    settings = _settings()
+    try:
+        client = SparkClient.from_settings(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    with client:
+        report = backfill(client, settings.database_url, full=full)
+    if as_json:
+        _print_json(asdict(report))
+    else:
+        click.echo(
+            f"pages={report.pages} seen={report.seen} queued={report.enqueued}"
+            + (f" error={report.error}" if report.error else "")
+        )
+    if report.error:
+        sys.exit(1)
+
+
+# -- dead letters ------------------------------------------------------------------------------
+
+
+@main.group("deadletters")
+def dead_letters() -> None:
+    """Signed bodies that could not be read as events."""
+
+
+@dead_letters.command("list")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def dead_letters_list(limit: int, as_json: bool) -> None:
+    with _database() as conn:
+        rows = fetch_all(conn, "list_dead_letters", {"limit": limit})
+    if as_json:
+        _print_json([dict(row) for row in rows])
+        return
+    if not rows:
+        click.echo("no dead letters")
+    for row in rows:
+        click.echo(
+            f"{row['id']:>6}  {row['source']:<7} deliveries={row['deliveries']} "
+            f"size={row['size']} {row['reason']}"
+            + (f"  [replayed: {row['replay_result']}]" if row["replayed_at"] else "")
+        )
+
+
+@dead_letters.command("replay")
+@click.argument("dead_letter_id", type=int)
+def dead_letters_replay(dead_letter_id: int) -> None:
+    """Feed a dead letter through the ingest path again (after a fix)."""
+    from worker.events.inbox import replay_dead_letter
+
+    with _database() as conn:
+        result = replay_dead_letter(conn, dead_letter_id, delivery_id=f"replay-{uuid.uuid4()}")
+    if result is None:
+        raise click.ClickException(f"no dead letter {dead_letter_id}")
+    click.echo(result)
+    if result.startswith("still broken"):
+        sys.exit(1)
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+
+@main.group()
+def webhooks() -> None:
+    """Webhook registrations at Spark."""
+
+
+@webhooks.command("register")
+@click.option("--url", required=True, help="Public URL of this ingress's /webhooks/spark.")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    type=click.Choice(NOTIFICATION_TYPES),
+    help="Notification types (default: all).",
+)
+@click.option("--name", default="spark-partner", show_default=True)
+def webhooks_register(url: str, types: tuple[str, ...], name: str) -> None:
+    """Register URL at Spark, signed with the current secret of SPARK_WEBHOOK_SECRETS."""
+    from shared.spark_api import SparkClient
+
+    settings = _settings()
+    if not settings.webhook_secrets:
+        raise click.ClickException("SPARK_WEBHOOK_SECRETS is empty: Spark would sign nothing")
+    try:
+        client = SparkClient.from_settings(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    with client:
+        created = client.register_webhook(
+            url, settings.webhook_secrets[0].decode(), list(types or NOTIFICATION_TYPES), name=name
+        )
+    click.echo(f"registered webhook {created.get('webhookId')} → {created.get('webhookUrl')}")
+
+
+@webhooks.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def webhooks_list(as_json: bool) -> None:
+    from shared.spark_api import SparkClient
+
+    settings = _settings()
+    try:
+        client = SparkClient.from_settings(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    with client:
+        items = client.list_webhooks()
+    if as_json:
+        _print_json(items)
+        return
+    for item in items:
+        click.echo(
+            f"{item.get('webhookId')}  {item.get('webhookUrl')}  enabled={item.get('enabled')} "
+            f"status={item.get('status')} types={','.join(item.get('notificationTypes') or [])}"
+        )
