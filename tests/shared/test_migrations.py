@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from shared.db import connect
+from shared.db.migrate import MIGRATIONS_DIR, applied_versions, discover, upgrade
+from shared.db.queries import QUERIES, parse_queries
+
+
+def test_it_applies_every_migration_once_and_is_idempotent(empty_database_url: str) -> None:
+    with connect(empty_database_url) as conn:
+        first = upgrade(conn)
+        second = upgrade(conn)
+        versions = applied_versions(conn)
+
+    assert [m.version for m in first] == [m.version for m in discover()]
+    assert second == []
+    assert versions == [m.version for m in discover()]
+
+
+def test_it_serialises_concurrent_upgrades(empty_database_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with connect(empty_database_url) as conn:
+                upgrade(conn)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    with connect(empty_database_url) as conn:
+        assert applied_versions(conn) == [m.version for m in discover()]
+
+
+@pytest.mark.parametrize("name", sorted(QUERIES))
+def test_it_has_a_migrated_schema_that_every_named_query_fits(database_url: str, name: str) -> None:
+    # PREPARE resolves every table, column and type the query names without running it:
+    # the schema the migrations build is the one the code expects.
+    sql = QUERIES[name]
+    params = sorted(set(re.findall(r"%\((\w+)\)s", sql)))
+    numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${params.index(m[1]) + 1}", sql)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"PREPARE check_query AS {numbered}".encode())  # type: ignore[call-overload]
+
+
+def test_it_names_migrations_in_order_without_gaps() -> None:
+    versions = [m.version for m in discover()]
+    assert versions == list(range(1, len(versions) + 1))
+
+
+def test_it_refuses_a_badly_named_migration(tmp_path: Path) -> None:
+    (tmp_path / "1_oops.sql").write_text("SELECT 1;")
+    with pytest.raises(ValueError, match="NNNN_name"):
+        discover(tmp_path)
+
+
+def test_it_refuses_a_query_defined_twice() -> None:
+    with pytest.raises(ValueError, match="defined twice"):
+        parse_queries("-- name: a\nSELECT 1;\n-- name: a\nSELECT 2;\n")
+
+
+def test_it_ships_migrations_inside_the_package() -> None:
+    assert MIGRATIONS_DIR.is_relative_to(Path(__file__).resolve().parents[2] / "shared")

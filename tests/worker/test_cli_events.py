@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.db import Connection
+from tests.worker.cli import run, run_json
+from tests.worker.events import body, notification
+from worker.events import handlers
+from worker.events.inbox import ingest
+
+
+def _store(db: Connection, document: dict, source: str = "webhook") -> None:
+    ingest(
+        db,
+        delivery_id=str(uuid.uuid4()),
+        raw=body(document),
+        received_at=datetime.now(UTC),
+        source=source,  # type: ignore[arg-type]
+    )
+
+
+def test_it_lists_events_with_their_deliveries_and_filters(
+    database_url: str, db: Connection
+) -> None:
+    eligibility = notification()
+    lpc = notification(
+        notification_type="LocationLPCRequested",
+        payload={"targets": [], "payloadType": "LocationLPC"},
+    )
+    _store(db, eligibility)
+    _store(db, eligibility)
+    _store(db, lpc)
+
+    listed = run_json(database_url, "events", "list")
+    by_id = {item["eventId"]: item for item in listed}
+    assert set(by_id) == {eligibility["eventId"], lpc["eventId"]}
+    assert by_id[eligibility["eventId"]]["deliveries"] == 2
+    assert by_id[eligibility["eventId"]]["notificationType"] == "UserEligibilityUpdated"
+    assert by_id[eligibility["eventId"]]["source"] == "webhook"
+    assert by_id[lpc["eventId"]]["status"] == "unhandled"
+    assert (
+        by_id[eligibility["eventId"]]["firstReceivedAt"]
+        <= by_id[eligibility["eventId"]]["lastReceivedAt"]
+    )
+
+    only_lpc = run_json(database_url, "events", "list", "--type", "LocationLPCRequested")
+    assert [item["eventId"] for item in only_lpc] == [lpc["eventId"]]
+    assert run_json(database_url, "events", "list", "--status", "failed") == []
+
+    text = run(database_url, "events", "list")
+    assert eligibility["eventId"] in text.output
+
+
+def test_it_shows_one_event_with_payload_and_deliveries(database_url: str, db: Connection) -> None:
+    document = notification()
+    _store(db, document)
+
+    shown = run_json(database_url, "events", "show", document["eventId"])
+
+    assert shown["payload"] == document["payload"]
+    assert shown["rawBody"] == body(document).decode()
+    assert [d["notificationId"] for d in shown["deliveries"]] == [document["notificationId"]]
+    missing = run(database_url, "events", "show", "nope")
+    assert missing.exit_code == 1
+    assert "no event nope" in missing.output
+
+
+def test_it_replays_an_unhandled_event_once_a_handler_exists(
+    database_url: str, db: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = notification(
+        notification_type="LocationLPCRequested",
+        payload={"targets": [], "payloadType": "LocationLPC"},
+    )
+    _store(db, document)
+    db.commit()
+    assert run_json(database_url, "events", "show", document["eventId"])["status"] == "unhandled"
+
+    seen: list[str] = []
+
+    def handle(conn: Connection, event: handlers.StoredEvent) -> list[handlers.AfterCommit]:
+        seen.append(event.event_id)
+        return []
+
+    monkeypatch.setitem(handlers.HANDLERS, "LocationLPCRequested", handle)
+    result = run(database_url, "events", "replay", document["eventId"])
+
+    assert result.exit_code == 0, result.output
+    assert f"{document['eventId']}: processed" in result.output
+    assert seen == [document["eventId"]]
+    assert run_json(database_url, "events", "show", document["eventId"])["status"] == "processed"
+    assert run(database_url, "events", "replay", "nope").exit_code == 1
