@@ -1,0 +1,119 @@
+"""`python -m sandbox`: run the local Spark sandbox until interrupted.
+
+Everything comes from the command line; the sandbox reads no environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sandbox.app import SandboxConfig, serve
+
+
+def _delays(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds like 1,2,4, got {text!r}") from None
+    if any(value < 0 for value in values):
+        raise argparse.ArgumentTypeError("delays cannot be negative")
+    return values
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _timezone(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(f"unknown time zone {text!r}") from None
+    return text
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox", description="Local stand-in for Volue Spark's partner API."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100, help="0 picks a free port")
+    parser.add_argument("--client-id", required=True)
+    parser.add_argument("--client-secret", required=True)
+    parser.add_argument(
+        "--delivery-delays",
+        type=_delays,
+        default=(1.0, 2.0, 4.0),
+        help="seconds between webhook delivery retries, comma separated (default 1,2,4)",
+    )
+    parser.add_argument(
+        "--delivery-timeout", type=_positive, default=10.0, help="seconds per delivery attempt"
+    )
+    parser.add_argument(
+        "--emit-every",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help="simulate an event every SECONDS (user eligibility and price curve in turn)",
+    )
+    parser.add_argument("--token-ttl", type=_positive, default=3600.0, metavar="SECONDS")
+    parser.add_argument("--timezone", type=_timezone, default="Europe/Oslo")
+    parser.add_argument("--seed", type=int, default=None, help="seed for simulated data")
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = SandboxConfig(
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        token_ttl=args.token_ttl,
+        delivery_delays=args.delivery_delays,
+        delivery_timeout=args.delivery_timeout,
+        emit_every=args.emit_every,
+        timezone=args.timezone,
+        seed=args.seed,
+    )
+    try:
+        running = serve(config, host=args.host, port=args.port, quiet=args.quiet)
+    except OSError as exc:
+        sys.stderr.write(f"sandbox: cannot listen on {args.host}:{args.port}: {exc}\n")
+        return 1
+    stopping = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    # Tests and scripts read this line to learn the port when started with --port 0.
+    sys.stdout.write(
+        f"Spark sandbox listening on {running.root_url}\n"
+        f"  API base URL: {running.base_url}\n"
+        f"  token URL:    {running.token_url}\n"
+    )
+    sys.stdout.flush()
+    try:
+        stopping.wait()
+    finally:
+        running.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
