@@ -334,3 +334,7 @@ def webhooks_list(as_json: bool) -> None:
             f"{item.get('webhookId')}  {item.get('webhookUrl')}  enabled={item.get('enabled')} "
             f"status={item.get('status')} types={','.join(item.get('notificationTypes') or [])}"
         )
+
+
+if __name__ == "__main__":
+    main()
