@@ -1,102 +1,18 @@
-"""`spark-partner`: the operator's command line. `--json` prints machine-readable output."""
+"""`spark-partner events` and `deadletters`: the inbox."""
 
 from __future__ import annotations
 
 import json
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 import click
 
-from shared.config import ConfigError, Settings, load_dotenv_into_environ, load_settings
-from shared.db import Connection, connect, fetch_all, fetch_one
-
-NOTIFICATION_TYPES = (
-    "PriceCurveCreated",
-    "UserEligibilityUpdated",
-    "LocationLPCRequested",
-    "ResourceLPCRequested",
-    "LPCReservationCreated",
-)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-@contextmanager
-def _database() -> Iterator[Connection]:
-    settings = _settings()
-    try:
-        conn = connect(settings.database_url)
-    except Exception as exc:
-        raise click.ClickException(f"cannot connect to the database: {exc}") from None
-    with conn:
-        yield conn
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, bytes | memoryview):
-        return bytes(value).hex()
-    return value
-
-
-def _print_json(value: Any) -> None:
-    click.echo(json.dumps(_jsonable(value), indent=2, ensure_ascii=False))
+from shared.db import fetch_all, fetch_one
+from worker.cli.base import database, jsonable, print_json, settings_or_fail, spark_client
 
 
 @click.group()
-@click.option(
-    "--env-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path(".env"),
-    show_default=True,
-    help="Settings file read when present; the environment wins over it.",
-)
-def main(env_file: Path) -> None:
-    """Operate the Spark partner service."""
-    load_dotenv_into_environ(env_file)
-
-
-# -- db ----------------------------------------------------------------------------------------
-
-
-@main.group()
-def db() -> None:
-    """The PostgreSQL schema."""
-
-
-@db.command("upgrade")
-def db_upgrade() -> None:
-    """Apply the migrations that are missing (safe to repeat)."""
-    from shared.db.migrate import applied_versions, upgrade
-
-    with _database() as conn:
-        applied = upgrade(conn)
-        versions = applied_versions(conn)
-    for migration in applied:
-        click.echo(f"applied {migration.version:04d}_{migration.name}")
-    click.echo(f"schema at version {max(versions, default=0):04d}")
-
-
-# -- events ------------------------------------------------------------------------------------
-
-
-@main.group()
 def events() -> None:
     """The inbox of Spark events."""
 
@@ -114,7 +30,7 @@ def events_list(
     notification_type: str | None, status: str | None, limit: int, as_json: bool
 ) -> None:
     """Stored events, newest first."""
-    with _database() as conn:
+    with database() as conn:
         rows = fetch_all(
             conn,
             "list_events",
@@ -135,7 +51,7 @@ def events_list(
         for row in rows
     ]
     if as_json:
-        _print_json(items)
+        print_json(items)
         return
     if not items:
         click.echo("no events")
@@ -152,7 +68,7 @@ def events_list(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def events_show(event_id: str, as_json: bool) -> None:
     """One event with its payload and every delivery."""
-    with _database() as conn:
+    with database() as conn:
         row = fetch_one(conn, "get_event", {"event_id": event_id})
         if row is None:
             raise click.ClickException(f"no event {event_id}")
@@ -184,11 +100,11 @@ def events_show(event_id: str, as_json: bool) -> None:
         ],
     }
     if as_json:
-        _print_json(item)
+        print_json(item)
     else:
         for key, value in item.items():
             if key not in {"payload", "rawBody", "deliveries"}:
-                click.echo(f"{key}: {_jsonable(value)}")
+                click.echo(f"{key}: {jsonable(value)}")
         click.echo(f"deliveries: {len(deliveries)}")
         click.echo("payload: " + json.dumps(row["payload"], indent=2))
 
@@ -199,7 +115,7 @@ def events_replay(event_id: str) -> None:
     """Run the handler for a stored event again (e.g. unhandled or failed ones)."""
     from worker.events.inbox import replay_event
 
-    with _database() as conn:
+    with database() as conn:
         status = replay_event(conn, event_id)
     if status is None:
         raise click.ClickException(f"no event {event_id}")
@@ -215,18 +131,13 @@ def events_backfill(full: bool, as_json: bool) -> None:
     """Fetch events from Spark's /events and queue those the inbox lacks."""
     from dataclasses import asdict
 
-    from shared.spark_api import SparkClient
     from worker.events.tasks import backfill
 
-    settings = _settings()
-    try:
-        client = SparkClient.from_settings(settings)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    with client:
+    settings = settings_or_fail()
+    with spark_client() as client:
         report = backfill(client, settings.database_url, full=full)
     if as_json:
-        _print_json(asdict(report))
+        print_json(asdict(report))
     else:
         click.echo(
             f"pages={report.pages} seen={report.seen} queued={report.enqueued}"
@@ -236,10 +147,7 @@ def events_backfill(full: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
-# -- dead letters ------------------------------------------------------------------------------
-
-
-@main.group("deadletters")
+@click.group("deadletters")
 def dead_letters() -> None:
     """Signed bodies that could not be read as events."""
 
@@ -248,10 +156,10 @@ def dead_letters() -> None:
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def dead_letters_list(limit: int, as_json: bool) -> None:
-    with _database() as conn:
+    with database() as conn:
         rows = fetch_all(conn, "list_dead_letters", {"limit": limit})
     if as_json:
-        _print_json([dict(row) for row in rows])
+        print_json([dict(row) for row in rows])
         return
     if not rows:
         click.echo("no dead letters")
@@ -269,72 +177,10 @@ def dead_letters_replay(dead_letter_id: int) -> None:
     """Feed a dead letter through the ingest path again (after a fix)."""
     from worker.events.inbox import replay_dead_letter
 
-    with _database() as conn:
+    with database() as conn:
         result = replay_dead_letter(conn, dead_letter_id, delivery_id=f"replay-{uuid.uuid4()}")
     if result is None:
         raise click.ClickException(f"no dead letter {dead_letter_id}")
     click.echo(result)
     if result.startswith("still broken"):
         sys.exit(1)
-
-
-# -- webhooks ----------------------------------------------------------------------------------
-
-
-@main.group()
-def webhooks() -> None:
-    """Webhook registrations at Spark."""
-
-
-@webhooks.command("register")
-@click.option("--url", required=True, help="Public URL of this ingress's /webhooks/spark.")
-@click.option(
-    "--type",
-    "types",
-    multiple=True,
-    type=click.Choice(NOTIFICATION_TYPES),
-    help="Notification types (default: all).",
-)
-@click.option("--name", default="spark-partner", show_default=True)
-def webhooks_register(url: str, types: tuple[str, ...], name: str) -> None:
-    """Register URL at Spark, signed with the current secret of SPARK_WEBHOOK_SECRETS."""
-    from shared.spark_api import SparkClient
-
-    settings = _settings()
-    if not settings.webhook_secrets:
-        raise click.ClickException("SPARK_WEBHOOK_SECRETS is empty: Spark would sign nothing")
-    try:
-        client = SparkClient.from_settings(settings)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    with client:
-        created = client.register_webhook(
-            url, settings.webhook_secrets[0].decode(), list(types or NOTIFICATION_TYPES), name=name
-        )
-    click.echo(f"registered webhook {created.get('webhookId')} → {created.get('webhookUrl')}")
-
-
-@webhooks.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def webhooks_list(as_json: bool) -> None:
-    from shared.spark_api import SparkClient
-
-    settings = _settings()
-    try:
-        client = SparkClient.from_settings(settings)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    with client:
-        items = client.list_webhooks()
-    if as_json:
-        _print_json(items)
-        return
-    for item in items:
-        click.echo(
-            f"{item.get('webhookId')}  {item.get('webhookUrl')}  enabled={item.get('enabled')} "
-            f"status={item.get('status')} types={','.join(item.get('notificationTypes') or [])}"
-        )
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,82 @@
+"""The `spark-partner` command group and what every command shares."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from shared.config import ConfigError, Settings, load_dotenv_into_environ, load_settings
+from shared.db import Connection, connect
+
+if TYPE_CHECKING:
+    from shared.spark_api import SparkClient
+
+NOTIFICATION_TYPES = (
+    "PriceCurveCreated",
+    "UserEligibilityUpdated",
+    "LocationLPCRequested",
+    "ResourceLPCRequested",
+    "LPCReservationCreated",
+)
+
+
+def settings_or_fail() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def database() -> Iterator[Connection]:
+    settings = settings_or_fail()
+    try:
+        conn = connect(settings.database_url)
+    except Exception as exc:
+        raise click.ClickException(f"cannot connect to the database: {exc}") from None
+    with conn:
+        yield conn
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
+    return value
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(jsonable(value), indent=2, ensure_ascii=False))
+
+
+@click.group()
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(".env"),
+    show_default=True,
+    help="Settings file read when present; the environment wins over it.",
+)
+def main(env_file: Path) -> None:
+    """Operate the Spark partner service."""
+    load_dotenv_into_environ(env_file)
+
+
+def spark_client() -> SparkClient:
+    from shared.spark_api import SparkClient
+
+    try:
+        return SparkClient.from_settings(settings_or_fail())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
