@@ -14,12 +14,12 @@ from typing import Any
 import psycopg
 import redis
 from celery import Celery, signals
-from celery.schedules import schedule
 from kombu.entity import Queue
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from shared.config import Settings, load_settings
 from shared.queues import INGEST_QUEUE, SPARK_QUEUE
+from worker.schedule import beat_schedule
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 TASK_TIME_LIMIT = 300
 RETRY_BACKOFF_MAX = 600
 VISIBILITY_TIMEOUT = 2 * (TASK_TIME_LIMIT + RETRY_BACKOFF_MAX)
-BACKFILL_EVERY_SECONDS = 15 * 60
 
 # Errors of our own infrastructure: retry with backoff, never acknowledge the event away.
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
@@ -111,13 +110,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A standby beat takes over within ~2 minutes of the active one dying.
         "redbeat_lock_timeout": 120,
         "beat_max_loop_interval": 20,
-        "beat_schedule": {
-            "backfill-events": {
-                "task": "events.backfill_events",
-                "schedule": schedule(BACKFILL_EVERY_SECONDS),
-                "options": {"queue": SPARK_QUEUE, "expires": BACKFILL_EVERY_SECONDS},
-            },
-        },
+        "beat_schedule": beat_schedule(),
         "worker_hijack_root_logger": True,
     }
 
@@ -126,9 +119,12 @@ def create_app(settings: Settings) -> Celery:
     app = Celery("spark_partner", set_as_current=True)
     app.conf.update(celery_config(settings))
     app.conf.spark_settings = settings
-    app.conf.include = ["worker.events.tasks"]
+    # Every module with tasks; the worker imports them at start.
+    app.conf.include = TASK_MODULES
     return app
 
+
+TASK_MODULES = ["worker.events.tasks"]
 
 settings = load_settings()
 app = create_app(settings)
