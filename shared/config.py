@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
+AUTO_ENROLL_POLICIES = ("off", "consented")
 
 # Defaults are what `make run` and a plain developer machine provide.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -110,6 +111,11 @@ class Settings:
     spark_client_secret: str | None = field(repr=False)
     timezone: ZoneInfo
     port: int
+    # "off": enrollment is manual; "consented": users flagged as consenting are enrolled when
+    # they become eligible.
+    auto_enroll: str = "off"
+    # How long an eligibility event waits for others of the same burst before the reconcile.
+    eligibility_settle_seconds: float = 60.0
     max_webhook_bytes: int = MAX_WEBHOOK_BYTES
 
     @property
@@ -146,6 +152,9 @@ def parse_secret_list(value: str | None) -> tuple[bytes, ...]:
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = Env(os.environ if environ is None else environ)
+    auto_enroll = (env.string("SPARK_AUTO_ENROLL") or "off").lower()
+    if auto_enroll not in AUTO_ENROLL_POLICIES:
+        raise ConfigError(f"SPARK_AUTO_ENROLL must be one of {', '.join(AUTO_ENROLL_POLICIES)}")
     port = env.integer("PORT", 8000)
     if not 0 < port < 65536:
         raise ConfigError(f"PORT must be a TCP port, got {port}")
@@ -160,6 +169,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         spark_client_secret=env.secret("SPARK_CLIENT_SECRET"),
         timezone=env.timezone("SPARK_TIMEZONE", "Europe/Oslo"),
         port=port,
+        auto_enroll=auto_enroll,
+        eligibility_settle_seconds=env.number("SPARK_ELIGIBILITY_SETTLE_SECONDS", 60.0),
     )
 
 
