@@ -1,4 +1,4 @@
-"""Named SQL queries from `queries.sql`, looked up by name: `QUERIES["insert_event"]`."""
+"""Named SQL queries, one `.sql` file per domain beside this module: `QUERIES["insert_event"]`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 -- Named queries: `-- name: verb_noun` starts each one. Parameters are psycopg named
--- placeholders. Loaded by shared/db/queries.py.
+-- placeholders. Loaded by shared/db/queries.py, with every other *.sql file here.
 
 -- name: insert_event
 -- Returns a row only when the event is new: that is what decides whether handlers run.
