@@ -216,3 +216,85 @@ class PostgresServer:
                 str(postgres_bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode,
                 "-w", "-t", "60", "stop",
             )  # fmt: skip
+
+
+def _running_command(pid: int) -> str | None:
+    """The command line of a live process, or None; `ps` works on Linux and macOS alike."""
+    result = subprocess.run(
+        ["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True, check=False
+    )
+    command = result.stdout.strip()
+    return command if result.returncode == 0 and command else None
+
+
+@dataclass
+class DaemonRedisServer:
+    """A private redis-server for `make run`, daemonized and found again by its pid file.
+
+    A plain child would share the terminal's process group and die on the same Ctrl-C as the
+    workers it serves, before they had given their unacknowledged messages back. Daemonized,
+    it is stopped by whoever started it, after the workers. AOF with `appendfsync always`:
+    a webhook answered with 2xx survives a restart, as in production.
+    """
+
+    directory: Path
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "redis.pid"
+
+    def running_pid(self) -> int | None:
+        """The pid of a redis-server still running from this directory, if any."""
+        try:
+            pid = int(self.pid_file.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return None
+        command = _running_command(pid)
+        # A stale pid file may name a pid that now belongs to an unrelated process.
+        return pid if command is not None and "redis-server" in command else None
+
+    def start(self) -> DaemonRedisServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # A server left behind by a killed run still holds this directory's AOF files.
+        self.stop()
+        if not self.port:
+            self.port = free_port()
+        args = [
+            redis_server_binary(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory.resolve()),
+            "--save", "",
+            "--maxmemory-policy", "noeviction",
+            "--appendonly", "yes",
+            "--appendfsync", "always",
+            "--daemonize", "yes",
+            "--pidfile", str(self.pid_file.resolve()),
+            "--logfile", str((self.directory / "redis.log").resolve()),
+        ]  # fmt: skip
+        subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        wait_for_port("127.0.0.1", self.port)
+        # Redis writes its pid file only after it has started listening.
+        deadline = time.monotonic() + 10
+        while self.running_pid() is None:
+            if time.monotonic() > deadline:
+                raise ServiceError(f"redis-server wrote no pid file to {self.pid_file}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        pid = self.running_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _running_command(pid) is None:
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)

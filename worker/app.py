@@ -74,6 +74,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Nothing reads task results; a backend would only add Redis writes.
         "result_backend": None,
         "task_ignore_result": True,
+        # ...and no backend means nothing to expire: no daily celery.backend_cleanup on beat.
+        "result_expires": None,
         # JSON only: no pickle from the network.
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -106,7 +108,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "timezone": "UTC",
         "redbeat_redis_url": settings.redis_url,
-        "redbeat_key_prefix": "spark-partner:redbeat",
+        "redbeat_key_prefix": "spark-partner:redbeat:",
         # A standby beat takes over within ~2 minutes of the active one dying.
         "redbeat_lock_timeout": 120,
         "beat_max_loop_interval": 20,

@@ -1,0 +1,25 @@
+# Developer commands. The work lives in the tools and in sandbox/runstack.py; this file only
+# makes sure the virtual environment exists and matches pyproject.toml.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Touched after a successful install, so pip runs again only when pyproject.toml changes.
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install
+
+run: $(STAMP)
+	$(BIN)/python -m sandbox.runstack run
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
