@@ -11,10 +11,13 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sandbox.app import SandboxConfig, serve
+from sandbox.config import DEFAULT_ELIGIBILITY_WINDOW
+from sandbox.neighbourhoods import DEFAULT_NEIGHBOURHOODS, Neighbourhood, load_neighbourhoods
 
 
 def _delays(text: str) -> tuple[float, ...]:
@@ -45,6 +48,13 @@ def _timezone(text: str) -> str:
     return text
 
 
+def _neighbourhoods(text: str) -> tuple[Neighbourhood, ...]:
+    try:
+        return load_neighbourhoods(Path(text))
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox", description="Local stand-in for Volue Spark's partner API."
@@ -72,6 +82,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token-ttl", type=_positive, default=3600.0, metavar="SECONDS")
     parser.add_argument("--timezone", type=_timezone, default="Europe/Oslo")
     parser.add_argument("--seed", type=int, default=None, help="seed for simulated data")
+    parser.add_argument(
+        "--neighbourhoods",
+        type=_neighbourhoods,
+        default=DEFAULT_NEIGHBOURHOODS,
+        metavar="FILE.json",
+        help='grid neighbourhoods, {"neighbourhoods": [...]} (default: two Svalbard areas)',
+    )
+    parser.add_argument(
+        "--eligibility-window",
+        type=_positive,
+        default=DEFAULT_ELIGIBILITY_WINDOW,
+        metavar="SECONDS",
+        help="collect eligibility changes this long before sending one event (default 600)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     return parser.parse_args(argv)
 
@@ -88,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         emit_every=args.emit_every,
         timezone=args.timezone,
         seed=args.seed,
+        neighbourhoods=args.neighbourhoods,
+        eligibility_window=args.eligibility_window,
     )
     try:
         running = serve(config, host=args.host, port=args.port, quiet=args.quiet)

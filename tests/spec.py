@@ -14,6 +14,11 @@ the child rejects `payloadType`). .NET generates it that way and reads it throug
   discriminator value and required (Spark's deserializer needs it to pick the type);
 - a plain reference to the base (EventNotification.payload) becomes a `oneOf` of the children.
 
+OpenAPI 3.0 cannot mark a `$ref` as nullable, so .NET leaves out `nullable` on optional
+properties of object or enum type, and Spark's own examples then carry `"coordinates": null`
+and `"locationType": null`. `spark_spec()` lets each optional (not `required`) property that
+is a bare `$ref` also be null; required ones stay non-null.
+
 It also writes the `Bearer` security scheme in lower case: HTTP auth schemes are
 case-insensitive, but openapi-core compares the lower-cased header against the spec verbatim.
 
@@ -63,6 +68,7 @@ def spark_spec() -> dict[str, Any]:
     """The spec with discriminated families made checkable (see the module docstring)."""
     spec: dict[str, Any] = json.loads(spec_path().read_text(encoding="utf-8"))
     spec = _flatten_discriminated(spec)
+    _allow_null_optional_refs(spec)
     for scheme in spec.get("components", {}).get("securitySchemes", {}).values():
         if scheme.get("type") == "http":
             scheme["scheme"] = scheme["scheme"].lower()
@@ -101,6 +107,14 @@ def _flatten_discriminated(original: dict[str, Any]) -> dict[str, Any]:
             children.append({"$ref": child_ref})
         _replace_refs(spec, base_ref, {"oneOf": children})
     return spec
+
+
+def _allow_null_optional_refs(spec: dict[str, Any]) -> None:
+    for schema in spec["components"]["schemas"].values():
+        required = set(schema.get("required", []))
+        for name, prop in schema.get("properties", {}).items():
+            if name not in required and set(prop) == {"$ref"}:
+                schema["properties"][name] = {"anyOf": [prop, {"enum": [None], "nullable": True}]}
 
 
 def _replace_refs(node: Any, ref: str, replacement: dict[str, Any]) -> None:

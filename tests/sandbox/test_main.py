@@ -64,7 +64,13 @@ def test_it_serves_until_terminated() -> None:
 
 
 def test_it_rejects_malformed_arguments() -> None:
-    for bad in (["--delivery-delays", "one,two"], ["--timezone", "Mars/Olympus"]):
+    bad_arguments = (
+        ["--delivery-delays", "one,two"],
+        ["--timezone", "Mars/Olympus"],
+        ["--eligibility-window", "0"],
+        ["--neighbourhoods", "/nonexistent/areas.json"],
+    )
+    for bad in bad_arguments:
         result = subprocess.run(
             [sys.executable, "-m", "sandbox", "--client-id", "a", "--client-secret", "b", *bad],
             cwd=REPO,

@@ -106,3 +106,32 @@ def test_it_rejects_a_notification_with_a_bad_timestamp() -> None:
         assert_notification_matches(broken)
     with pytest.raises(KeyError):
         assert_schema_matches("NoSuchSchema", notification)
+
+
+def test_it_accepts_null_for_optional_object_and_enum_fields_as_spark_sends_them() -> None:
+    assert_request_matches(
+        "POST", "/users/u/locations", _example("openapi-example.location-create-request.json")
+    )
+    assert_request_matches(
+        "PATCH", "/users/u/locations/l", _example("openapi-example.location-patch-request.json")
+    )
+    assert_response_matches(
+        "GET",
+        "/users/u/locations/l",
+        200,
+        {"locationId": "l", "locationType": None, "coordinates": None, "meterPointIds": []},
+    )
+
+
+def test_it_still_rejects_null_for_required_object_and_enum_fields() -> None:
+    with pytest.raises(AssertionError, match="resourceType"):
+        assert_request_matches(
+            "POST", "/users/u/vehicles", {"resourceId": "r", "resourceType": None}
+        )
+
+
+def test_it_still_rejects_a_wrong_value_for_a_nullable_object_field() -> None:
+    with pytest.raises(AssertionError, match="coordinates"):
+        assert_response_matches(
+            "GET", "/users/u/locations/l", 200, {"locationId": "l", "coordinates": "60,10"}
+        )
