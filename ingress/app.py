@@ -1,0 +1,114 @@
+"""The webhook ingress: check Spark's signature, queue the raw body, answer.
+
+Nothing here parses the body or touches the database. A 2xx means the exact bytes Spark sent
+are on the Redis queue; parsing, dedupe and effects are the worker's job, so a malformed or
+hostile body can cost the ingress no more than a hash over at most 1 MiB.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+from flask import Flask, Response, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from ingress.publish import Publisher, PublishError
+from shared.config import Settings
+from shared.signing import SIGNATURE_HEADER, verify
+
+logger = logging.getLogger(__name__)
+
+
+def _json(status: int, body: bytes) -> Response:
+    return Response(body, status=status, mimetype="application/json")
+
+
+def create_app(settings: Settings, publisher: Publisher | None = None) -> Flask:
+    settings.require_webhook_secrets()
+    secrets = settings.webhook_secrets
+    limit = settings.max_webhook_bytes
+    if not secrets:
+        logger.warning(
+            "SPARK_WEBHOOK_ALLOW_UNSIGNED is set and no webhook secret is configured: "
+            "ACCEPTING UNSIGNED WEBHOOKS FROM ANYONE. Never run this way outside a local "
+            "experiment."
+        )
+    elif settings.allow_unsigned:
+        logger.warning(
+            "SPARK_WEBHOOK_ALLOW_UNSIGNED is ignored because webhook secrets are configured: "
+            "every webhook must be signed"
+        )
+    if publisher is None:
+        publisher = Publisher(settings.redis_url)
+
+    app = Flask(__name__)
+    # One byte above our limit: Werkzeug stops reading a chunked body at this size without
+    # complaint, so an oversized chunked body arrives here longer than `limit` instead of
+    # silently truncated to it (and then failing the signature check as a misleading 401).
+    app.config["MAX_CONTENT_LENGTH"] = limit + 1
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
+        response = exc.get_response()
+        response.set_data(json.dumps({"error": exc.name}))
+        response.mimetype = "application/json"
+        return response
+
+    # No automatic OPTIONS answers: every method a route does not name gets 405.
+    @app.post("/webhooks/spark", provide_automatic_options=False)
+    def spark_webhook() -> Response:
+        received_at = datetime.now(UTC)
+        started = time.perf_counter()
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            body = None
+        if body is None or len(body) > limit:
+            logger.warning(
+                "webhook rejected: body over %d bytes (Content-Length %s, from %s)",
+                limit,
+                request.content_length,
+                request.remote_addr,
+            )
+            return _json(413, b'{"error":"payload too large"}')
+
+        if secrets:
+            header = request.headers.get(SIGNATURE_HEADER)
+            if not verify(secrets, body, header):
+                logger.warning(
+                    "webhook rejected: %s signature (%d bytes, from %s)",
+                    "missing" if header is None else "invalid",
+                    len(body),
+                    request.remote_addr,
+                )
+                return _json(401, b'{"error":"invalid signature"}')
+
+        try:
+            task_id = publisher.publish_ingest(body, received_at)
+        except PublishError as exc:
+            logger.error("webhook not queued, answering 503: %s (%d bytes)", exc, len(body))
+            return _json(503, b'{"error":"queue unavailable"}')
+        logger.info(
+            "webhook queued as task %s (%d bytes, %.1f ms)",
+            task_id,
+            len(body),
+            (time.perf_counter() - started) * 1000,
+        )
+        return _json(202, b'{"status":"queued"}')
+
+    @app.get("/healthz", provide_automatic_options=False)
+    def healthz() -> Response:
+        return _json(200, b'{"status":"ok"}')
+
+    @app.get("/readyz", provide_automatic_options=False)
+    def readyz() -> Response:
+        if publisher.ping():
+            return _json(200, b'{"status":"ready"}')
+        logger.warning("not ready: Redis does not answer")
+        return _json(503, b'{"status":"redis unreachable"}')
+
+    return app

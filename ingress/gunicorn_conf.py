@@ -1,0 +1,45 @@
+"""gunicorn settings for the ingress: `gunicorn -c ingress/gunicorn_conf.py ingress.wsgi:app`.
+
+Command-line flags override these (e.g. `--workers 4`, `--bind 127.0.0.1:8000`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from shared.config import load_settings
+
+bind = f"0.0.0.0:{load_settings().port}"
+
+# gthread, not sync: a client trickling its body ties up one thread, not a whole worker, and
+# keep-alive works without a buffering proxy in front (reliability notes, row 15).
+worker_class = "gthread"
+workers = 2
+threads = 4
+
+# Requests are bounded by the Redis socket timeout (2 s, ingress/publish.py). This one is the
+# arbiter's: a worker whose main loop has not checked in for 10 s is hung and gets replaced.
+timeout = 10
+graceful_timeout = 10
+keepalive = 5
+
+# gunicorn 27's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl),
+# so every gunicorn on a host (tests, benchmarks, `make run`) would fight over it; nothing
+# here uses it.
+control_socket_disable = True
+
+
+def on_starting(server: object) -> None:
+    """Send the app's log records (rejections, 503s, one line per queued webhook) to stderr.
+
+    Done here rather than through `logconfig_dict`, which would also switch on gunicorn's
+    access log. Workers inherit this when the arbiter forks them.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    )
+    app_logger = logging.getLogger("ingress")
+    app_logger.addHandler(handler)
+    app_logger.setLevel(logging.INFO)

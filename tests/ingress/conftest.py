@@ -1,0 +1,171 @@
+"""Fixtures for the ingress tests.
+
+Redis isolation: the ingress tests own databases 10-13 on the shared Redis at 127.0.0.1:6379
+(10: in-process app, 11: gunicorn-served app, 12: Celery worker, 13: envelope contract) and
+flush the one they use when a test starts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from ingress.app import create_app
+from ingress.publish import Publisher
+from sandbox.devstack import RedisServer, free_port, port_open
+from shared.config import Settings, load_settings
+from shared.queues import INGEST_QUEUE
+from shared.signing import SIGNATURE_HEADER, sign
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = b"ingress-test-secret"
+APP_DB = 10
+SERVER_DB = 11
+
+
+def db_url(db: int) -> str:
+    return f"redis://127.0.0.1:6379/{db}"
+
+
+def make_settings(url: str, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from a dict, never from our own environment."""
+    return load_settings(
+        {"REDIS_URL": url, "SPARK_WEBHOOK_SECRETS": SECRET.decode(), **(environ or {})}
+    )
+
+
+def signed_headers(body: bytes, secret: bytes = SECRET) -> dict[str, str]:
+    return {SIGNATURE_HEADER: sign(secret, body), "Content-Type": "application/json"}
+
+
+def spark_body(event_id: str = "ca05399b-c2d6-4dd6-b278-40a7e2061d42") -> bytes:
+    """A Spark notification in wire format, trailing newline included (it is signed too)."""
+    return (
+        '{"notificationId":"b6a6bd4a-6d37-4c74-95d1-4eb7f27a9bdd","eventId":"' + event_id + '",'
+        '"eventCreatedAtUtc":"2000-01-01T00:00:00+00:00",'
+        '"notificationSentUtc":"2000-01-01T00:00:00+00:00",'
+        '"notificationType":"UserEligibilityUpdated","payload":{'
+        '"lastUpdated":"2000-01-01T00:00:00+00:00","addedUsers":["Bjørn"],'
+        '"removedUsers":[],"payloadType":"UserEligibility"}}\n'
+    ).encode("utf-8")
+
+
+def queued(client: redis.Redis) -> list[dict[str, Any]]:
+    """The ingest messages in the queue, oldest first, with their task body decoded."""
+    messages = []
+    for raw in reversed(client.lrange(INGEST_QUEUE, 0, -1)):
+        envelope = json.loads(raw)
+        args, kwargs, embed = json.loads(base64.b64decode(envelope["body"]))
+        messages.append({"envelope": envelope, "args": args, "kwargs": kwargs, "embed": embed})
+    return messages
+
+
+def queued_bodies(client: redis.Redis) -> list[bytes]:
+    return [base64.b64decode(m["kwargs"]["body_b64"]) for m in queued(client)]
+
+
+def flushed(db: int) -> redis.Redis:
+    client = redis.Redis.from_url(db_url(db))
+    client.flushdb()
+    return client
+
+
+@pytest.fixture
+def app_redis() -> Iterator[redis.Redis]:
+    client = flushed(APP_DB)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def client(app_redis: redis.Redis) -> Iterator[FlaskClient]:
+    publisher = Publisher(db_url(APP_DB))
+    yield create_app(make_settings(db_url(APP_DB)), publisher).test_client()
+    publisher.close()
+
+
+@pytest.fixture
+def client_for() -> Iterator[Callable[[Settings], FlaskClient]]:
+    """Test clients for apps built from other settings; their publishers close at teardown."""
+    publishers: list[Publisher] = []
+
+    def build(settings: Settings) -> FlaskClient:
+        publishers.append(Publisher(settings.redis_url))
+        return create_app(settings, publishers[-1]).test_client()
+
+    yield build
+    for publisher in publishers:
+        publisher.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of our own, to kill, pause or starve; AOF on so a restart shows the data."""
+    server = RedisServer(directory=tmp_path / "redis", appendonly=True).start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class IngressServer:
+    port: int
+    redis: redis.Redis
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def ingress_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IngressServer]:
+    """The real thing: gunicorn with ingress/gunicorn_conf.py serving ingress.wsgi:app."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    environ = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("SPARK_", "REDIS_", "DATABASE_", "PORT"))
+    }
+    environ.update(
+        PORT=str(port),
+        REDIS_URL=db_url(SERVER_DB),
+        SPARK_WEBHOOK_SECRETS=SECRET.decode(),
+        PYTHONPATH=str(ROOT),
+    )
+    args = [
+        sys.executable, "-m", "gunicorn", "-c", str(ROOT / "ingress" / "gunicorn_conf.py"),
+        "--bind", f"127.0.0.1:{port}", "ingress.wsgi:app",
+    ]  # fmt: skip
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(args, cwd=ROOT, env=environ, stdout=log_file, stderr=log_file)
+    try:
+        deadline = time.monotonic() + 20
+        while not port_open("127.0.0.1", port, timeout=0.2):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not start:\n" + log.read_text()[-3000:])
+            time.sleep(0.05)
+        client = redis.Redis.from_url(db_url(SERVER_DB))
+        yield IngressServer(port=port, redis=client, log=log)
+        client.close()
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+@pytest.fixture
+def served(ingress_server: IngressServer) -> IngressServer:
+    ingress_server.redis.flushdb()
+    return ingress_server
