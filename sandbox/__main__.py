@@ -16,7 +16,12 @@ from types import FrameType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sandbox.app import SandboxConfig, serve
-from sandbox.config import DEFAULT_ELIGIBILITY_WINDOW
+from sandbox.config import (
+    DEFAULT_CHANGED_CURVE_PROBABILITY,
+    DEFAULT_DAILY_CURVE_HOUR,
+    DEFAULT_ELIGIBILITY_WINDOW,
+    DEFAULT_REPORT_GRACE_SECONDS,
+)
 from sandbox.neighbourhoods import DEFAULT_NEIGHBOURHOODS, Neighbourhood, load_neighbourhoods
 
 
@@ -37,6 +42,32 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be from 0 to 1")
+    return value
+
+
+def _hour(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 23:
+        raise argparse.ArgumentTypeError(f"expected an hour from 0 to 23, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("cannot be negative")
     return value
 
 
@@ -96,6 +127,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="collect eligibility changes this long before sending one event (default 600)",
     )
+    parser.add_argument(
+        "--no-daily-curves",
+        dest="daily_curves",
+        action="store_false",
+        help="do not send price curves when the sandbox clock passes the daily hour",
+    )
+    parser.add_argument(
+        "--daily-curve-hour",
+        type=_hour,
+        default=DEFAULT_DAILY_CURVE_HOUR,
+        metavar="HOUR",
+        help="local hour of the daily price curves (default 13)",
+    )
+    parser.add_argument(
+        "--changed-curve-probability",
+        type=_probability,
+        default=DEFAULT_CHANGED_CURVE_PROBABILITY,
+        metavar="P",
+        help="chance of a changed curve two hours after a daily one (default 0.2)",
+    )
+    parser.add_argument(
+        "--report-grace-seconds",
+        type=_seconds,
+        default=DEFAULT_REPORT_GRACE_SECONDS,
+        metavar="SECONDS",
+        help="reports are accepted this long after the end of their event's month (default 1 day)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     return parser.parse_args(argv)
 
@@ -114,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         neighbourhoods=args.neighbourhoods,
         eligibility_window=args.eligibility_window,
+        daily_curves=args.daily_curves,
+        daily_curve_hour=args.daily_curve_hour,
+        changed_curve_probability=args.changed_curve_probability,
+        report_grace_seconds=args.report_grace_seconds,
     )
     try:
         running = serve(config, host=args.host, port=args.port, quiet=args.quiet)

@@ -3,19 +3,21 @@
 Paths, field names and status codes follow Spark's OpenAPI document (a copy ships as
 `sandbox/openapi.json`); behaviour the spec leaves open follows the project's Spark API notes.
 Besides Spark's own API the sandbox has an unauthenticated control surface under `/_sandbox/`
-(fault switches, clock, request and delivery logs, neighbourhoods, eligibility windows) that
-exists only here.
+(fault switches, clock, request and delivery logs, neighbourhoods, eligibility windows, daily
+price curves, accepted reports and report faults) that exists only here.
 
 `create_app(config)` builds the Flask app and starts its background threads (webhook delivery,
-eligibility windows and, when configured, the demo emitter); `sandbox_of(app).stop()` ends
-them. `serve(...)` runs the app on a threaded werkzeug server and is what `python -m sandbox`
-and the tests use.
+eligibility windows, daily price curves and, when configured, the demo emitter);
+`sandbox_of(app).stop()` ends them. `serve(...)` runs the app on a threaded werkzeug server and
+is what `python -m sandbox` and the tests use.
 
 Where things are: `sandbox.core` (the `Sandbox` behind the routes), `sandbox.routes` (one
 blueprint per endpoint group), `sandbox.gate` (logging, faults and authentication before every
 Spark request), `sandbox.responses` and `sandbox.parsing` (what the routes share),
 `sandbox.directory` (users, locations, resources, enrollment, eligibility),
-`sandbox.neighbourhoods`, `sandbox.eligibility` (announcement windows), `sandbox.state`
+`sandbox.neighbourhoods`, `sandbox.eligibility` (announcement windows), `sandbox.daily_curves`
+and `sandbox.curve_shapes` (the daily price curves), `sandbox.reports` (report rules and the
+reports kept), `sandbox.report_faults`, `sandbox.compensation` (the formula), `sandbox.state`
 (webhooks, events, logs, faults).
 """
 
@@ -32,9 +34,10 @@ from sandbox.core import EXTENSION_KEY, Sandbox, sandbox_of
 from sandbox.gate import before_request, http_error, rejected
 from sandbox.parsing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from sandbox.paths import API_PREFIX, CONTROL_PREFIX, SWAGGER_PATH, TOKEN_PATH
+from sandbox.price_areas import PRICE_AREA_CURRENCIES
 from sandbox.responses import Reject, pagination
 from sandbox.routes import BLUEPRINTS
-from sandbox.simulation import PRICE_AREA_CURRENCIES, PriceCurveRequest, next_local_day_hours
+from sandbox.simulation import PriceCurveRequest, next_local_day_hours
 
 __all__ = [
     "API_PREFIX",

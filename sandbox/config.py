@@ -9,6 +9,11 @@ from sandbox.neighbourhoods import DEFAULT_NEIGHBOURHOODS, Neighbourhood
 
 # Spark collects eligibility changes for ten minutes and sends one event per partner.
 DEFAULT_ELIGIBILITY_WINDOW = 600.0
+# The local hour at which the sandbox's test areas get the next day's price curves.
+DEFAULT_DAILY_CURVE_HOUR = 13
+DEFAULT_CHANGED_CURVE_PROBABILITY = 0.2
+# How long after the end of an event's month a report is still accepted.
+DEFAULT_REPORT_GRACE_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -25,3 +30,10 @@ class SandboxConfig:
     neighbourhoods: tuple[Neighbourhood, ...] = DEFAULT_NEIGHBOURHOODS
     # Seconds of sandbox time that eligibility changes are collected before one event is sent.
     eligibility_window: float = DEFAULT_ELIGIBILITY_WINDOW
+    # Whether the sandbox clock passing `daily_curve_hour` (local) sends the next day's curves.
+    daily_curves: bool = True
+    daily_curve_hour: int = DEFAULT_DAILY_CURVE_HOUR
+    # The chance that a daily curve is followed by a changed one later the same day.
+    changed_curve_probability: float = DEFAULT_CHANGED_CURVE_PROBABILITY
+    # Sandbox-clock seconds after the end of an event's local month that reports still count.
+    report_grace_seconds: float = DEFAULT_REPORT_GRACE_SECONDS

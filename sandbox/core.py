@@ -1,4 +1,5 @@
-"""`Sandbox`: the state, clock, delivery, user directory and simulations behind the routes.
+"""`Sandbox`: the state, clock, delivery, user directory, simulations, daily price curves,
+reports and compensation behind the routes.
 
 One `Sandbox` lives in each Flask app made by `sandbox.app.create_app`; views reach it with
 `current_sandbox()`, tests with `sandbox_of(app)` or through their fixtures.
@@ -9,18 +10,23 @@ from __future__ import annotations
 import random
 import uuid
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app
 
 from sandbox.clock import Clock
+from sandbox.compensation import user_compensation
 from sandbox.config import SandboxConfig
+from sandbox.daily_curves import CurveSwitches, DailyCurves
 from sandbox.delivery import DeliveryWorker
 from sandbox.directory import UserDirectory
 from sandbox.eligibility import EligibilityAnnouncer
 from sandbox.emitter import DemoEmitter
 from sandbox.neighbourhoods import NeighbourhoodMap
 from sandbox.partner_data import bulk_add_users, simulate_partner_data
+from sandbox.report_faults import ReportFaults
+from sandbox.reports import Report, ReportBook, check_report
 from sandbox.simulation import (
     PriceCurveRequest,
     price_curve_payload,
@@ -49,6 +55,21 @@ class Sandbox:
         self.eligibility = EligibilityAnnouncer(
             self.directory, self.clock, self.publish, window=config.eligibility_window
         )
+        self.curves = DailyCurves(
+            self.directory,
+            self.clock,
+            self.publish,
+            timezone=self.timezone,
+            rng=self.rng,
+            new_id=self.new_id,
+            switches=CurveSwitches(
+                enabled=config.daily_curves,
+                changed_curve_probability=config.changed_curve_probability,
+                hour=config.daily_curve_hour,
+            ),
+        )
+        self.reports = ReportBook()
+        self.report_faults = ReportFaults()
         self.emitter = None
         if config.emit_every:
             kinds = [self.simulate_user_eligibility, self.simulate_price_curve]
@@ -57,24 +78,55 @@ class Sandbox:
     def start(self) -> None:
         self.delivery.start()
         self.eligibility.start()
+        self.curves.start()
         if self.emitter is not None:
             self.emitter.start()
 
     def stop(self) -> None:
         if self.emitter is not None:
             self.emitter.stop()
+        self.report_faults.release()
+        self.curves.stop()
         self.eligibility.stop()
         self.delivery.stop()
 
     def reset(self) -> None:
         """Back to a fresh sandbox: no data, no logs, no faults, default switches and
-        neighbourhoods, real time."""
-        with self.eligibility.held():
+        neighbourhoods, no reports, no days of price curves run, real time."""
+        with self.eligibility.held(), self.curves.held():
             self.directory.reset(NeighbourhoodMap(self.config.neighbourhoods))
             self.eligibility.restore_defaults()
             self.delivery.reset()
             self.state.reset()
+            self.reports.reset()
+            self.report_faults.reset()
             self.clock.reset()
+            self.curves.reset()
+
+    # The clock. Moving it through these (as the control surface does) sends at once what
+    # the move makes due; a move of `clock` itself is noticed within a second.
+
+    def set_clock(self, when: datetime, *, frozen: bool = False) -> list[Event]:
+        """Make `when` the sandbox's time; the daily price curves the move sent."""
+        self.clock.set(when, frozen=frozen)
+        return self._clock_moved()
+
+    def advance_clock(self, seconds: float) -> list[Event]:
+        """Move the sandbox's time on; the daily price curves the move sent."""
+        self.clock.advance(seconds)
+        return self._clock_moved()
+
+    def use_real_time(self) -> None:
+        """Back to real time, without sending curves for the days in between."""
+        with self.curves.held():
+            self.clock.reset()
+            self.curves.rebase()
+        self.eligibility.wake()
+
+    def _clock_moved(self) -> list[Event]:
+        sent = self.curves.catch_up()
+        self.eligibility.wake()
+        return sent
 
     def new_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -139,6 +191,40 @@ class Sandbox:
             seed=self.rng.getrandbits(64),
             neighbourhood_id=neighbourhood_id,
             announce=announce,
+        )
+
+    # Reports and compensation
+
+    def accept_report(self, body: Any, raw_body: str) -> Report:
+        """Check a PostReportRequest and keep it; ReportRejected says why it is not taken."""
+        now = self.clock.now()
+        event_id, usages = check_report(
+            body,
+            find_event=self.state.get_event,
+            now=now,
+            timezone=self.timezone,
+            grace_seconds=self.config.report_grace_seconds,
+        )
+        report = Report(
+            report_id=self.new_id(),
+            event_id=event_id,
+            received_at=now,
+            body=body,
+            raw_body=raw_body,
+            usages=tuple(usages),
+        )
+        self.reports.add(report)
+        return report
+
+    def compensation(self, user_id: str) -> JSONObject | None:
+        """The user's compensation for the current month; None for an unknown user."""
+        return user_compensation(
+            user_id,
+            directory=self.directory,
+            reports=self.reports.reports(),
+            find_event=self.state.get_event,
+            now=self.clock.now(),
+            timezone=self.timezone,
         )
 
     def replace_neighbourhoods(self, neighbourhoods: NeighbourhoodMap) -> int:

@@ -224,11 +224,13 @@ class DeliveryWorker:
             name=f"sandbox-delivery-{job.notification_id[:8]}",
             daemon=True,
         )
+        # Started under the lock, so reset() and stop() never see (and join) a thread that
+        # has not started yet.
         with self._cond:
             if self._stopping:
                 return
             self._threads.add(thread)
-        thread.start()
+            thread.start()
 
     def _deliver_and_forget(self, job: _Job) -> None:
         try:

@@ -72,6 +72,8 @@ class UserDirectory:
         self._pending: dict[str, bool] = {}
         self._pending_since: datetime | None = None
         self._deleted: list[DeletedUser] = []
+        # Users with an active enrollment: the daily price curves look only at these.
+        self._enrolled: set[str] = set()
 
     def reset(self, neighbourhoods: NeighbourhoodMap) -> None:
         with self._lock:
@@ -84,6 +86,7 @@ class UserDirectory:
             self._pending = {}
             self._pending_since = None
             self._deleted = []
+            self._enrolled = set()
 
     # Users
 
@@ -129,6 +132,7 @@ class UserDirectory:
                 self._note(user_id, was_eligible=True, now=now)
             del self._accounts[user_id]
             self._user_ids.discard(user_id)
+            self._enrolled.discard(user_id)
             deleted = DeletedUser(
                 user=replace(account.user, deleted_at=now),
                 locations=tuple(account.locations.values()),
@@ -260,6 +264,7 @@ class UserDirectory:
                 return current
             enrollment = Enrollment(enrollment_id=enrollment_id, user_id=user_id, enrolled_at=now)
             self._accounts[user_id].enrollments.append(enrollment)
+            self._enrolled.add(user_id)
             return enrollment
 
     def unenroll(self, user_id: str, now: datetime) -> None:
@@ -267,6 +272,35 @@ class UserDirectory:
             current = self.enrollment(user_id)
             if current is not None:
                 self._accounts[user_id].enrollments[-1] = replace(current, ended_at=now)
+            self._enrolled.discard(user_id)
+
+    # Price curve targets
+
+    def curve_targets(self) -> dict[str, list[tuple[str, str]]]:
+        """What the daily price curves target: neighbourhood id -> (resource id, location id)
+        pairs, over the resources of enrolled users.
+
+        A location-bound resource is targeted at its location when that lies in a
+        neighbourhood, under the first neighbourhood it lies in (so overlapping NHs never
+        target it twice). A vehicle has no location: it is paired with its user's first
+        location (in order of creation) that lies in a neighbourhood, if any.
+        """
+        found: dict[str, list[tuple[str, str]]] = {}
+        with self._lock:
+            for user_id in sorted(self._enrolled):
+                account = self._accounts[user_id]
+                placed = (loc for loc in account.locations.values() if loc.in_neighbourhood)
+                home = next(placed, None)
+                for resource in account.resources.values():
+                    if resource.location_id is None:
+                        location = home
+                    else:
+                        location = account.locations.get(resource.location_id)
+                    if location is None or not location.in_neighbourhood:
+                        continue
+                    pairs = found.setdefault(location.neighbourhood_ids[0], [])
+                    pairs.append((resource.resource_id, location.location_id))
+        return found
 
     # Eligibility
 

@@ -10,10 +10,12 @@ The JSON form, used by `--neighbourhoods FILE.json` and `POST /_sandbox/neighbou
 
     {"neighbourhoods": [{"id": "area-1", "name": "Area 1 (Svalbard)",
                          "meterPointIds": ["707057500000100001"],
-                         "polygon": [[[lon, lat], [lon, lat], ...], [hole ring], ...]}]}
+                         "polygon": [[[lon, lat], [lon, lat], ...], [hole ring], ...],
+                         "priceArea": "NO4"}]}
 
 `polygon` lists rings of [longitude, latitude] pairs (GeoJSON order): the outer ring first,
-then any holes. A ring need not repeat its first point at the end.
+then any holes. A ring need not repeat its first point at the end. `priceArea` (optional,
+default NO4) is the price area of the daily price curves the NH's users get.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 
+from sandbox.price_areas import DEFAULT_PRICE_AREA, PRICE_AREA_CURRENCIES
+
 JSONObject = dict[str, Any]
 Ring = tuple[tuple[float, float], ...]
 
@@ -41,6 +45,8 @@ class Neighbourhood:
     meter_point_ids: tuple[str, ...]
     # Rings of (longitude, latitude): the outer ring, then holes.
     polygon: tuple[Ring, ...]
+    # The area whose prices the NH's daily price curves follow (and so their currency).
+    price_area: str = DEFAULT_PRICE_AREA
 
     def to_json(self) -> JSONObject:
         return {
@@ -48,6 +54,7 @@ class Neighbourhood:
             "name": self.name,
             "meterPointIds": list(self.meter_point_ids),
             "polygon": [[[lon, lat] for lon, lat in ring] for ring in self.polygon],
+            "priceArea": self.price_area,
         }
 
 
@@ -122,6 +129,11 @@ def _parse_one(item: Any, index: int) -> Neighbourhood:
     if not isinstance(rings, list) or not rings:
         raise ValueError(f"{where}.polygon must be a non-empty array of rings")
     polygon = tuple(_parse_ring(ring, f"{where}.polygon[{n}]") for n, ring in enumerate(rings))
+    price_area = item.get("priceArea", DEFAULT_PRICE_AREA)
+    if price_area not in PRICE_AREA_CURRENCIES:
+        raise ValueError(
+            f"{where}.priceArea must be one of {', '.join(sorted(PRICE_AREA_CURRENCIES))}"
+        )
     geometry = shapely.Polygon(polygon[0], polygon[1:])
     if not shapely.is_valid(geometry) or geometry.area == 0:
         raise ValueError(
@@ -132,6 +144,7 @@ def _parse_one(item: Any, index: int) -> Neighbourhood:
         name=name,
         meter_point_ids=tuple(dict.fromkeys(mpids)),
         polygon=polygon,
+        price_area=price_area,
     )
 
 

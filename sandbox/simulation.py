@@ -13,23 +13,9 @@ from zoneinfo import ZoneInfo
 
 from sandbox.clock import parse_timestamp, spark_timestamp
 from sandbox.parsing import not_number
+from sandbox.price_areas import PRICE_AREA_CURRENCIES
 from sandbox.state import JSONObject
 
-# Currency each price area's curves are quoted in.
-PRICE_AREA_CURRENCIES = {
-    "NO1": "NOK",
-    "NO2": "NOK",
-    "NO3": "NOK",
-    "NO4": "NOK",
-    "NO5": "NOK",
-    "SE1": "SEK",
-    "SE2": "SEK",
-    "SE3": "SEK",
-    "SE4": "SEK",
-    "DK1": "DKK",
-    "DK2": "DKK",
-    "FI": "EUR",
-}
 CURRENCIES = ("NOK", "EUR", "SEK", "DKK")
 ENERGY_UNITS = ("kWh", "MWh")
 # Local hours in which the default simulated curve asks partners to move usage away

@@ -2,8 +2,8 @@
 
 Records are frozen dataclasses; an update replaces the record, so a reader never sees half of
 a change and can keep what it got without holding the lock. Each record knows how to render
-itself in Spark's JSON shape (`to_api`). Later areas (users, locations, eligibility, reports,
-compensation) get their own record types and collections here in the same style.
+itself in Spark's JSON shape (`to_api`). Other areas keep their records in modules of their
+own in the same style (`sandbox.users`, `sandbox.reports`).
 """
 
 from __future__ import annotations

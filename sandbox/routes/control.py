@@ -108,11 +108,12 @@ def get_clock() -> Response:
 
 @control.post("/clock")
 def set_clock() -> Response:
+    """Daily price curves and eligibility windows the move makes due are sent before the
+    answer; going back to real time sends no curves for the days skipped."""
     sandbox = current_sandbox()
-    clock = sandbox.clock
     body = control_body()
     if body.get("real") is True:
-        clock.reset()
+        sandbox.use_real_time()
     elif "now" in body:
         frozen = body.get("frozen", False)
         if not isinstance(body["now"], str) or not isinstance(frozen, bool):
@@ -121,17 +122,15 @@ def set_clock() -> Response:
             when = parse_timestamp(body["now"])
         except ValueError:
             return control_error("now must be an ISO-8601 timestamp with an offset")
-        clock.set(when, frozen=frozen)
+        sandbox.set_clock(when, frozen=frozen)
     elif "advanceSeconds" in body:
         seconds = body["advanceSeconds"]
         if not_number(seconds):
             return control_error("advanceSeconds must be a number")
-        clock.advance(float(seconds))
+        sandbox.advance_clock(float(seconds))
     else:
         return control_error('give "now", "advanceSeconds" or "real": true')
-    # An eligibility window that the new time has closed is announced now, not at the next poll.
-    sandbox.eligibility.wake()
-    return json_response(200, _clock_view(clock))
+    return json_response(200, _clock_view(sandbox.clock))
 
 
 @control.post("/reset")

@@ -69,6 +69,9 @@ def test_it_rejects_malformed_arguments() -> None:
         ["--timezone", "Mars/Olympus"],
         ["--eligibility-window", "0"],
         ["--neighbourhoods", "/nonexistent/areas.json"],
+        ["--daily-curve-hour", "24"],
+        ["--changed-curve-probability", "2"],
+        ["--report-grace-seconds", "-1"],
     )
     for bad in bad_arguments:
         result = subprocess.run(

@@ -32,6 +32,7 @@ TRIANGLE = {
     "name": "Triangle",
     "meterPointIds": ["707057500000900001"],
     "polygon": [[[10.0, 60.0], [12.0, 60.0], [10.0, 62.0]]],
+    "priceArea": "NO1",
 }
 IN_TRIANGLE = {"latitude": 60.5, "longitude": 10.5}
 # Inside the triangle's bounding box, beyond its long edge.
@@ -46,6 +47,7 @@ def test_it_starts_with_spark_sandboxs_two_svalbard_areas(sandbox: SandboxHandle
         polygon = shapely.Polygon(area["polygon"][0])
         assert polygon.contains(shapely.Point(centre["longitude"], centre["latitude"]))
         assert area["meterPointIds"]
+        assert area["priceArea"] == "NO4"
     assert AREA_1_METER in areas[0]["meterPointIds"]
 
 
@@ -84,6 +86,14 @@ def test_it_replaces_neighbourhoods_and_reconsiders_every_location(
     assert spec_checked_json(meter)["isEligible"] is False
 
 
+def test_it_gives_a_neighbourhood_without_a_price_area_no4(sandbox: SandboxHandle) -> None:
+    without_area = {k: v for k, v in TRIANGLE.items() if k != "priceArea"}
+
+    result = sandbox.control.set_neighbourhoods([without_area])
+
+    assert result["neighbourhoods"] == [{**without_area, "priceArea": "NO4"}]
+
+
 def test_it_restores_the_configured_neighbourhoods_on_reset(sandbox: SandboxHandle) -> None:
     defaults = sandbox.control.neighbourhoods()
     sandbox.control.set_neighbourhoods([TRIANGLE])
@@ -102,6 +112,7 @@ def test_it_restores_the_configured_neighbourhoods_on_reset(sandbox: SandboxHand
         [{**TRIANGLE, "polygon": [[[10.0, 60.0], [12.0, 62.0], [12.0, 60.0], [10.0, 62.0]]]}],
         [{**TRIANGLE, "polygon": [[[10.0, 60.0], [12.0, 60.0], [10.0, 95.0]]]}],
         [{**TRIANGLE, "meterPointIds": "707057500000900001"}],
+        [{**TRIANGLE, "priceArea": "NO9"}],
         "triangle",
     ],
 )

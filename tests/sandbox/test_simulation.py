@@ -114,6 +114,22 @@ def test_it_honours_explicit_targets_and_curve(sandbox: SandboxHandle) -> None:
     }
 
 
+def test_it_keeps_points_that_are_not_on_the_hour(sandbox: SandboxHandle) -> None:
+    points = [
+        {"price": -0.1, "timestamp": "2025-01-02T00:15:30.5+01:00"},
+        {"price": 0.2, "timestamp": "2025-01-02T07:45:00Z"},
+    ]
+
+    event = _price_curve(sandbox, {"priceCurveDelta": {"points": points}, "priceArea": "SE3"})
+
+    curve = event["payload"]["priceCurveDelta"]
+    assert curve["points"] == [
+        {"price": -0.1, "timestamp": "2025-01-01T23:15:30.5000000+00:00"},
+        {"price": 0.2, "timestamp": "2025-01-02T07:45:00+00:00"},
+    ]
+    assert curve["currency"] == "SEK"
+
+
 def test_it_keeps_an_explicitly_empty_target_list(sandbox: SandboxHandle) -> None:
     event = _price_curve(sandbox, {"targets": []})
 
