@@ -1,0 +1,159 @@
+"""B5, eligibility reconcile: a million eligible users served by the sandbox.
+
+A private sandbox (in this process) gets --users eligible users through its bulk path, and a
+fresh database is migrated. The reconcile then runs twice, as `spark-partner eligibility sync`
+runs it:
+
+1. first: our registry is empty, so every user Spark lists is new to us: it is added (marked as
+   not known locally) and gets a became-eligible transition;
+2. again: nothing changed, which is what the daily reconcile finds on most days.
+
+Each run is timed in two parts: paging /users/eligible over HTTP, and the database part, from
+the start of its transaction to the commit. The database part is compared with a plain COPY
+of the same ids into a fresh table with a primary key, timed in the same run (the median of
+three); the target is at most twice that.
+
+    .venv/bin/python -m bench.eligibility [--users 1000000]
+
+--database-url names the server (a superuser connection); the benchmark creates its own
+database there and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from sandbox.app import serve
+from sandbox.config import SandboxConfig
+from shared.db import connect
+from shared.db.migrate import upgrade
+from shared.spark_api import SparkClient
+from worker.eligibility.reconcile import ReconcileResult, reconcile_now
+
+TARGET_RATIO = 2.0
+CLIENT_ID = "bench-eligibility"
+CLIENT_SECRET = "bench-eligibility-secret"  # noqa: S105 (a local sandbox's)
+
+
+@dataclass(frozen=True)
+class Timed:
+    label: str
+    result: ReconcileResult
+    total: float
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    name = f"sp_bench_eligibility_{os.getpid()}"
+    parts = urlsplit(server_url)
+    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with connect(url) as conn:
+            upgrade(conn)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def checkpoint(database_url: str) -> None:
+    """Start each timed part with no dirty buffers left by the one before."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
+def plain_copy(database_url: str, user_ids: list[str], table: str) -> float:
+    """Seconds from the start of a transaction to its commit, for a COPY of `user_ids` into a
+    fresh table with a primary key, written row by row as the reconcile writes them."""
+    with connect(database_url) as conn:
+        conn.execute(f"CREATE TABLE {table} (user_id text PRIMARY KEY)")
+        conn.commit()
+        checkpoint(database_url)
+        started = time.perf_counter()
+        with conn.transaction(), conn.cursor().copy(f"COPY {table} (user_id) FROM STDIN") as copy:
+            for user_id in user_ids:
+                copy.write_row((user_id,))
+        seconds = time.perf_counter() - started
+        conn.execute(f"DROP TABLE {table}")
+        conn.commit()
+    return seconds
+
+
+def timed_reconcile(label: str, database_url: str, client: SparkClient) -> Timed:
+    checkpoint(database_url)
+    started = time.perf_counter()
+    result = reconcile_now(database_url, client)
+    total = time.perf_counter() - started
+    if result.outcome != "done":
+        raise SystemExit(f"{label}: the reconcile ended {result.outcome}: {result.error}")
+    return Timed(label, result, total)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.eligibility", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--users", type=int, default=1_000_000, help="eligible users in Spark")
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args(argv)
+
+    with ExitStack() as stack:
+        server = serve(SandboxConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET), quiet=True)
+        stack.callback(server.stop)
+        started = time.perf_counter()
+        user_ids = server.sandbox.bulk_add_users(args.users, prefix="bench-user-")
+        print(
+            f"B5 eligibility reconcile: {len(user_ids):,} eligible users in the sandbox "
+            f"(made in {time.perf_counter() - started:.1f} s)"
+        )
+        database_url = stack.enter_context(fresh_database(args.database_url))
+        client = stack.enter_context(
+            SparkClient(server.base_url, server.token_url, CLIENT_ID, CLIENT_SECRET)
+        )
+        copies = [plain_copy(database_url, user_ids, "bench_copy_before")]
+        first = timed_reconcile("first", database_url, client)
+        copies.append(plain_copy(database_url, user_ids, "bench_copy_between"))
+        again = timed_reconcile("again", database_url, client)
+        copies.append(plain_copy(database_url, user_ids, "bench_copy_after"))
+
+    copy_seconds = statistics.median(copies)
+    print(
+        f"plain COPY of the same ids into a table with a primary key: {copy_seconds:.2f} s "
+        f"(median of {', '.join(f'{c:.2f}' for c in copies)})"
+    )
+    print()
+    print(f"{'run':<6} {'changes':<34} {'paging':>8} {'database':>9} {'ratio':>6} {'total':>8}")
+    worst = 0.0
+    for run in (first, again):
+        result = run.result
+        ratio = result.apply_seconds / copy_seconds
+        worst = max(worst, ratio)
+        changes = (
+            f"+{result.became_eligible:,} ({result.unknown_users:,} new) "
+            f"-{result.lost_eligibility:,}"
+        )
+        print(
+            f"{run.label:<6} {changes:<34} {result.read_seconds:7.2f}s "
+            f"{result.apply_seconds:8.2f}s {ratio:5.2f}x {run.total:7.2f}s"
+        )
+    print()
+    verdict = "meets" if worst <= TARGET_RATIO else "misses"
+    print(f"database part / plain COPY: worst {worst:.2f}x, {verdict} the target of "
+          f"{TARGET_RATIO:g}x")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

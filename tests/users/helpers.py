@@ -1,0 +1,170 @@
+"""What the users tests share: Spark settings for the sandbox, files to import, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from click.testing import Result
+from psycopg.rows import dict_row
+
+from tests.fixtures.sandbox import SandboxHandle
+from tests.spec import API_PREFIX, assert_request_matches
+from tests.worker.cli import run
+
+CSV_HEADER = (
+    "user_id",
+    "consented",
+    "location_id",
+    "location_type",
+    "meter_point_ids",
+    "latitude",
+    "longitude",
+    "resource_id",
+    "resource_type",
+    "meter_point_id",
+)
+# Inside the sandbox's default grid neighbourhood "area-1": eligible for Spark.
+ELIGIBLE_MPID = "707057500000100001"
+# On no neighbourhood's list.
+OTHER_MPID = "707057500012345678"
+
+
+def spark_env(sandbox: SandboxHandle, **extra: str) -> dict[str, str]:
+    return {
+        "SPARK_API_URL": sandbox.base_url,
+        "SPARK_TOKEN_URL": sandbox.token_url,
+        "SPARK_CLIENT_ID": sandbox.client_id,
+        "SPARK_CLIENT_SECRET": sandbox.client_secret,
+        **extra,
+    }
+
+
+def cli(database_url: str, *args: str, sandbox: SandboxHandle | None = None, **env: str) -> Result:
+    """`spark-partner ARGS` in process, with Spark pointing at `sandbox` when given."""
+    return run(database_url, *args, **(spark_env(sandbox) if sandbox else {}), **env)
+
+
+def cli_json(
+    database_url: str, *args: str, sandbox: SandboxHandle | None = None, **env: str
+) -> Any:
+    result = cli(database_url, *args, "--json", sandbox=sandbox, **env)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], header: tuple[str, ...] = CSV_HEADER) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=header)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: "" if value is None else value for key, value in row.items()})
+    return path
+
+
+def write_json(path: Path, users: list[dict[str, Any]]) -> Path:
+    path.write_text(json.dumps(users, indent=2), encoding="utf-8")
+    return path
+
+
+def user_document(
+    user_id: str,
+    *,
+    consented: bool | None = True,
+    mpids: tuple[str, ...] = (OTHER_MPID,),
+    location_type: str = "Residential",
+    resources: tuple[tuple[str, str], ...] = (),
+    vehicles: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """One user with one location `{user_id}-home` for the JSON format."""
+    document: dict[str, Any] = {
+        "userId": user_id,
+        "locations": [
+            {
+                "locationId": f"{user_id}-home",
+                "locationType": location_type,
+                "meterPointIds": list(mpids),
+                "resources": [
+                    {"resourceId": rid, "resourceType": rtype} for rid, rtype in resources
+                ],
+            }
+        ],
+        "vehicles": [{"resourceId": vid} for vid in vehicles],
+    }
+    if consented is not None:
+        document["consented"] = consented
+    return document
+
+
+def rows(database_url: str, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def execute(database_url: str, sql: str, params: Any = None) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute(sql, params)
+
+
+def api_requests(sandbox: SandboxHandle) -> list[dict[str, Any]]:
+    """Requests the sandbox received on Spark's API (not the token endpoint), oldest first."""
+    return [r for r in sandbox.control.requests() if r["path"].startswith(API_PREFIX + "/")]
+
+
+def assert_requests_match_spec(received: list[dict[str, Any]]) -> None:
+    for request in received:
+        assert_request_matches(
+            request["method"], request["path"], request["json"], query=request["query"]
+        )
+
+
+def calls(received: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(method, path without the API prefix) of each request."""
+    return [(r["method"], r["path"].removeprefix(API_PREFIX)) for r in received]
+
+
+def add_report(
+    database_url: str,
+    *,
+    event_id: str,
+    month: date,
+    status: str,
+    target: tuple[str, str],
+    kwh: float | None = None,
+) -> None:
+    """A price curve `event_id` for one (resource_id, location_id) target, and its report for
+    the local `month` in `status`, carrying `kwh` for the target when given."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO events (event_id, notification_type, payload_type, payload, raw_body,"
+            " first_received_at, last_received_at, first_source) VALUES (%s,"
+            " 'PriceCurveCreated', 'PriceCurve', '{}', '\\x7b7d', now(), now(), 'webhook')",
+            (event_id,),
+        )
+        conn.execute(
+            "INSERT INTO price_curves (event_id, event_created_at, price_area, resolution,"
+            " target_count) VALUES (%s, now(), 'NO1', interval '1 hour', 1)",
+            (event_id,),
+        )
+        conn.execute(
+            "INSERT INTO price_curve_targets (event_id, resource_id, location_id)"
+            " VALUES (%s, %s, %s)",
+            (event_id, *target),
+        )
+        row = conn.execute(
+            "INSERT INTO reports (event_id, month, first_period_start, last_period_end, status,"
+            " created_at, updated_at) VALUES (%s, %s, now(), now(), %s, now(), now())"
+            " RETURNING id",
+            (event_id, month, status),
+        ).fetchone()
+        assert row is not None
+        if kwh is not None:
+            conn.execute(
+                "INSERT INTO report_payloads (report_id, resource_id, location_id, kwh, points)"
+                " VALUES (%s, %s, %s, %s, 24)",
+                (row[0], *target, kwh),
+            )
