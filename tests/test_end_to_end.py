@@ -13,6 +13,7 @@ import requests
 from shared.signing import SIGNATURE_HEADER, sign
 from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.services import IngressServer, WorkerProcess
+from tests.waiting import wait_for
 from tests.worker.events import body, notification
 
 pytestmark = pytest.mark.slow
@@ -21,15 +22,6 @@ pytestmark = pytest.mark.slow
 def rows(database_url: str, sql: str) -> list[tuple[object, ...]]:
     with psycopg.connect(database_url) as conn:
         return conn.execute(sql).fetchall()  # type: ignore[call-overload, no-any-return]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_it_stores_every_event_the_sandbox_delivers_once_even_when_delivered_twice(
@@ -48,7 +40,7 @@ def test_it_stores_every_event_the_sandbox_delivers_once_even_when_delivered_twi
     created.add(sandbox.sandbox.simulate_price_curve().event_id)
     sandbox.wait_for_deliveries(timeout=10)
 
-    wait_until(
+    wait_for(
         lambda: len(rows(database_url, "SELECT 1 FROM event_deliveries")) == 8, 30, "8 deliveries"
     )
     stored = rows(database_url, "SELECT event_id, first_source FROM events")
@@ -85,7 +77,7 @@ def test_it_stores_twenty_concurrent_posts_of_one_event_once_and_refuses_bad_sig
 
     assert statuses == [202] * 20
     assert refused.status_code == unsigned.status_code == 401
-    wait_until(
+    wait_for(
         lambda: len(rows(database_url, "SELECT 1 FROM event_deliveries")) == 20, 30, "20 deliveries"
     )
     time.sleep(0.5)

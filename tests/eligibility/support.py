@@ -3,7 +3,6 @@ Spark users inside or outside a neighbourhood, and views of the resulting state.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -165,15 +164,6 @@ def beat_like(redis_url: str) -> Iterator[Callable[[str], None]]:
         yield lambda name: producer.send_task(name, queue=SPARK_QUEUE)
     finally:
         producer.close()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def reconciles(database_url: str) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from shared.db import connect
 from shared.db.migrate import upgrade
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE
 from tests.fixtures.services import WorkerProcess
+from tests.waiting import wait_for
 from tests.worker.events import body, notification
 
 pytestmark = pytest.mark.slow
@@ -46,15 +47,6 @@ def sender(redis_url: str) -> Iterator[Callable[[bytes], str]]:
 
     yield send
     producer.close()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def count(database_url: str, sql: str) -> int:
