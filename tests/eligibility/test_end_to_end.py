@@ -27,7 +27,6 @@ from tests.eligibility.support import (
     spark_env,
     transitions,
     users,
-    wait_for,
 )
 from tests.fixtures.sandbox import (
     AREA_1_METER,
@@ -39,6 +38,7 @@ from tests.fixtures.sandbox import (
     SandboxHandle,
 )
 from tests.fixtures.services import WorkerProcess
+from tests.waiting import wait_for
 from tests.worker.cli import run
 
 pytestmark = pytest.mark.slow

@@ -19,10 +19,10 @@ from tests.eligibility.support import (
     reconciles,
     spark_env,
     transitions,
-    wait_for,
 )
 from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.services import WorkerProcess
+from tests.waiting import wait_for
 from worker.schedule import beat_schedule
 
 pytestmark = pytest.mark.slow
