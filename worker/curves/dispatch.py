@@ -1,0 +1,294 @@
+"""Sending due plans to the dispatcher, with every decision kept in PostgreSQL.
+
+1. One run at a time, under an advisory lock: however many dispatch tasks are queued, a
+   hanging control system holds one worker process, never the ones that store events.
+2. The run claims due decisions in batches (`FOR UPDATE SKIP LOCKED`, then 'sending' with a
+   lease), computes each target's plan from the curve tables, and ends the transaction.
+3. It calls the dispatcher outside any transaction, then records each outcome: sent;
+   skipped (nothing left to say); pending again with a backoff; or failed with the reason
+   after the last attempt. A worker that dies mid-call leaves 'sending' rows whose lease
+   expires, and they are claimed again.
+4. Outcomes for a revision that a newer curve replaced meanwhile are dropped; the new
+   revision is sent by this or the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from celery.exceptions import SoftTimeLimitExceeded
+from psycopg.rows import DictRow
+
+from shared.config import CurveSettings
+from shared.db import Connection, connect, connection, execute, fetch_all, fetch_one
+from shared.timeutil import utcnow
+from worker.curves.dispatchers import Dispatcher, Outcome, describe
+from worker.curves.plans import TargetPlan, plans_for_targets
+from worker.curves.store import NO_PERIODS_REASON
+
+log = logging.getLogger(__name__)
+
+# Any constant works; it only has to differ from the other advisory locks (migrations).
+DISPATCH_LOCK_KEY = 0x5BA2C0E5
+MAX_RETRY_DELAY = timedelta(hours=1)
+CUT_OFF_REASON = "cut off by the task's time limit"
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    first_delay: timedelta
+    max_delay: timedelta = MAX_RETRY_DELAY
+
+    @classmethod
+    def from_settings(cls, settings: CurveSettings) -> RetryPolicy:
+        return cls(
+            settings.dispatch_max_attempts, timedelta(seconds=settings.dispatch_retry_seconds)
+        )
+
+    def delay(self, attempts: int) -> timedelta:
+        """After the `attempts`-th failure: the first delay, doubled each time, capped."""
+        delay: timedelta = self.first_delay * 2 ** (attempts - 1)
+        return min(delay, self.max_delay)
+
+
+@dataclass
+class DispatchReport:
+    # Another run held the lock; it sends whatever is due, this run's work included.
+    busy: bool = False
+    batches: int = 0
+    sent: int = 0
+    skipped: int = 0
+    retrying: int = 0
+    failed: int = 0
+    # The time budget ran out with work left.
+    more: bool = False
+    next_due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    event_id: str
+    resource_id: str
+    location_id: str
+    revision: int
+    status: str
+    reason: str | None
+    next_attempt_at: datetime
+
+
+def run_dispatch(
+    database_url: str,
+    dispatcher: Dispatcher,
+    policy: RetryPolicy,
+    *,
+    batch_size: int,
+    lease: timedelta,
+    budget_seconds: float = 120.0,
+    clock: Clock = utcnow,
+) -> DispatchReport:
+    report = DispatchReport()
+    started = time.monotonic()
+    # The lock's own connection, outside the pool: closing it (or the process dying) frees
+    # the lock, and it never holds a transaction open.
+    with connect(database_url, autocommit=True) as lock_conn, connection(database_url) as conn:
+        while not report.more:
+            if not _lock(lock_conn):
+                report.busy = True
+                break
+            claimed_any = False
+            try:
+                while True:
+                    if time.monotonic() - started > budget_seconds:
+                        report.more = True
+                        break
+                    claimed = _claim(conn, dispatcher, batch_size, lease, clock)
+                    if not claimed:
+                        break
+                    claimed_any = True
+                    _dispatch_batch(
+                        conn, dispatcher, claimed, policy=policy, clock=clock, report=report
+                    )
+            finally:
+                fetch_one(lock_conn, "release_dispatch_lock", {"key": DISPATCH_LOCK_KEY})
+            # Work committed while this run held the lock may have found it busy: look again
+            # after letting go. Stop when a pass finds nothing it can claim.
+            if not claimed_any or not _due(conn, clock()):
+                break
+        row = fetch_one(conn, "next_dispatch_due")
+        conn.commit()
+        report.next_due_at = row["due_at"] if row else None
+    return report
+
+
+def _lock(lock_conn: Connection) -> bool:
+    row = fetch_one(lock_conn, "try_dispatch_lock", {"key": DISPATCH_LOCK_KEY})
+    return bool(row and row["locked"])
+
+
+def _claim(
+    conn: Connection, dispatcher: Dispatcher, batch_size: int, lease: timedelta, clock: Clock
+) -> list[DictRow]:
+    now = clock()
+    with conn.transaction():
+        return fetch_all(
+            conn,
+            "claim_due_dispatches",
+            {
+                "now": now,
+                "lease_until": now + lease,
+                "limit": batch_size,
+                "dispatcher": dispatcher.name,
+            },
+        )
+
+
+def _due(conn: Connection, now: datetime) -> bool:
+    row = fetch_one(conn, "next_dispatch_due")
+    conn.commit()
+    return bool(row and row["due_at"] is not None and row["due_at"] <= now)
+
+
+def _dispatch_batch(
+    conn: Connection,
+    dispatcher: Dispatcher,
+    claimed: list[DictRow],
+    *,
+    policy: RetryPolicy,
+    clock: Clock,
+    report: DispatchReport,
+) -> None:
+    planned = _plans(conn, claimed)
+    decisions: list[Decision] = []
+    to_send: list[tuple[DictRow, TargetPlan]] = []
+    for row, plan in planned:
+        # Nothing left in force and nothing said before: there is nothing to withdraw either.
+        if not plan.periods and row["sent_revision"] is None:
+            decisions.append(_decision(row, "skipped", _skip_reason(plan), clock()))
+        else:
+            to_send.append((row, plan))
+    outcomes, cut_off = _call(dispatcher, [plan for _, plan in to_send])
+    now = clock()
+    for (row, _), outcome in zip(to_send, outcomes, strict=True):
+        decisions.append(_after(row, outcome, policy, now))
+    _record(conn, decisions, now)
+    _count(report, decisions)
+    report.batches += 1
+    log.info(
+        "dispatched %d plan(s) via %s: %d sent, %d skipped, %d to retry, %d failed",
+        len(claimed),
+        dispatcher.name,
+        *(sum(d.status == s for d in decisions) for s in ("sent", "skipped", "pending", "failed")),
+    )
+    if cut_off:
+        raise SoftTimeLimitExceeded(CUT_OFF_REASON)
+
+
+def _plans(conn: Connection, claimed: list[DictRow]) -> list[tuple[DictRow, TargetPlan]]:
+    by_event: dict[str, list[DictRow]] = {}
+    for row in claimed:
+        by_event.setdefault(row["event_id"], []).append(row)
+    planned = []
+    for event_id, rows in by_event.items():
+        targets = [(row["resource_id"], row["location_id"]) for row in rows]
+        for row, plan in zip(rows, plans_for_targets(conn, event_id, targets), strict=True):
+            planned.append((row, plan.with_revision(row["revision"])))
+    # No transaction stays open while the dispatcher is called.
+    conn.commit()
+    return planned
+
+
+def _call(dispatcher: Dispatcher, plans: list[TargetPlan]) -> tuple[list[Outcome], bool]:
+    """The dispatcher's outcomes, one per plan, whatever it does; and whether the task's time
+    limit cut it off."""
+    if not plans:
+        return [], False
+    try:
+        outcomes = dispatcher.dispatch(plans)
+    except SoftTimeLimitExceeded:
+        return [Outcome(False, CUT_OFF_REASON)] * len(plans), True
+    except Exception as exc:
+        log.exception("dispatcher %s failed on %d plan(s)", dispatcher.name, len(plans))
+        return [Outcome(False, describe(exc))] * len(plans), False
+    if len(outcomes) != len(plans):
+        reason = f"dispatcher returned {len(outcomes)} outcome(s) for {len(plans)} plan(s)"
+        return [Outcome(False, reason)] * len(plans), False
+    return outcomes, False
+
+
+def _after(row: DictRow, outcome: Outcome, policy: RetryPolicy, now: datetime) -> Decision:
+    attempts: int = row["attempts"]
+    if outcome.sent:
+        return _decision(row, "sent", None, now)
+    reason = outcome.reason or "failed without a reason"
+    if not outcome.retry or attempts >= policy.max_attempts:
+        return _decision(row, "failed", f"{reason} (attempt {attempts})", now)
+    return _decision(row, "pending", f"{reason} (attempt {attempts})", now + policy.delay(attempts))
+
+
+def _decision(row: DictRow, status: str, reason: str | None, next_at: datetime) -> Decision:
+    return Decision(
+        row["event_id"], row["resource_id"], row["location_id"], row["revision"], status,
+        reason, next_at,
+    )  # fmt: skip
+
+
+def _skip_reason(plan: TargetPlan) -> str:
+    newer = sorted({p.superseded_by for p in plan.superseded})
+    if not newer:
+        return NO_PERIODS_REASON
+    return "every period is superseded by newer curve(s) " + ", ".join(newer)
+
+
+def _record(conn: Connection, decisions: list[Decision], now: datetime) -> None:
+    with conn.transaction():
+        execute(
+            conn,
+            "finish_dispatches",
+            {
+                "now": now,
+                "event_ids": [d.event_id for d in decisions],
+                "resource_ids": [d.resource_id for d in decisions],
+                "location_ids": [d.location_id for d in decisions],
+                "revisions": [d.revision for d in decisions],
+                "statuses": [d.status for d in decisions],
+                "reasons": [d.reason for d in decisions],
+                "next_attempts": [d.next_attempt_at for d in decisions],
+            },
+        )
+
+
+def _count(report: DispatchReport, decisions: list[Decision]) -> None:
+    for decision in decisions:
+        if decision.status == "sent":
+            report.sent += 1
+        elif decision.status == "skipped":
+            report.skipped += 1
+        elif decision.status == "pending":
+            report.retrying += 1
+        else:
+            report.failed += 1
+    failed = [d for d in decisions if d.status == "failed"]
+    if failed:
+        log.error(
+            "%d plan(s) finally failed, e.g. curve %s target %s/%s: %s",
+            len(failed),
+            failed[0].event_id,
+            failed[0].resource_id,
+            failed[0].location_id,
+            failed[0].reason,
+        )
+    retrying = [d for d in decisions if d.status == "pending"]
+    if retrying:
+        log.warning(
+            "%d plan(s) will be retried from %s: %s",
+            len(retrying),
+            min(d.next_attempt_at for d in retrying).isoformat(),
+            retrying[0].reason,
+        )

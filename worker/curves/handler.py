@@ -1,0 +1,54 @@
+"""`PriceCurveCreated`: validate and store the curve, then have its plans dispatched.
+
+Runs inside the event's transaction, so the curve, its targets and their pending dispatch
+decisions commit together with the inbox row. A payload that is not a usable curve raises
+`CurveError`: the event is kept as failed with the reason, and can be replayed after a fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from shared.db import Connection
+from shared.queues import DISPATCH_QUEUE
+from shared.timeutil import utcnow
+from worker.app import app, current_settings
+from worker.curves.payload import parse_curve
+from worker.curves.store import store_curve
+
+if TYPE_CHECKING:
+    from worker.events.handlers import AfterCommit, StoredEvent
+
+log = logging.getLogger(__name__)
+
+DISPATCH_CURVE_TASK = "curves.dispatch_curve"
+
+
+def handle_price_curve_created(conn: Connection, event: StoredEvent) -> list[AfterCommit]:
+    curve = parse_curve(
+        event.payload, created_at=event.created_at, timezone=current_settings().timezone
+    )
+    if curve.duplicate_targets:
+        log.warning(
+            "curve %s names %d target(s) more than once; stored once each",
+            event.event_id,
+            curve.duplicate_targets,
+        )
+    stored = store_curve(conn, event.event_id, curve, now=utcnow())
+    if stored.redispatched:
+        older = ", ".join(f"{eid} ({n} target(s))" for eid, n in stored.redispatched.items())
+        log.info("curve %s supersedes periods of older curve(s): %s", event.event_id, older)
+    if not stored.new:
+        log.info("curve %s was already stored; its pending plans are sent", event.event_id)
+    elif not stored.dispatch_needed:
+        # No targets or no periods: stored for the record, nothing to tell anyone.
+        return []
+
+    def enqueue_dispatch() -> None:
+        # Only brings the dispatch forward: the every-minute sweep sends pending plans anyway.
+        app.send_task(
+            DISPATCH_CURVE_TASK, kwargs={"event_id": event.event_id}, queue=DISPATCH_QUEUE
+        )
+
+    return [enqueue_dispatch]
