@@ -16,6 +16,7 @@ from flask import Flask, Response, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from ingress.consumption import consumption_blueprint
 from ingress.publish import Publisher, PublishError
 from shared.config import Settings
 from shared.signing import SIGNATURE_HEADER, verify
@@ -111,4 +112,5 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Flask:
         logger.warning("not ready: Redis does not answer")
         return _json(503, b'{"status":"redis unreachable"}')
 
+    app.register_blueprint(consumption_blueprint(settings))
     return app

@@ -8,13 +8,24 @@ Secrets may also come from a file named by `NAME_FILE` (Docker and Kubernetes se
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
 AUTO_ENROLL_POLICIES = ("off", "consented")
+# `points` is the field's current name; `curvePoints` the deprecated one some Spark
+# environments may still expect.
+REPORT_POINTS_FIELDS = ("points", "curvePoints")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Where the plans made from price curves go; see CurveSettings.
+DISPATCHERS = ("log", "http", "celery")
+# Spark's PriceArea enum, without "Unknown".
+PRICE_AREAS = ("NO1", "NO2", "NO3", "NO4", "NO5", "FI", "DK1", "DK2", "SE1", "SE2", "SE3", "SE4")
 
 # Defaults are what `make run` and a plain developer machine provide.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -90,12 +101,53 @@ class Env:
             raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
         return content or None
 
+    def duration(self, name: str, default: timedelta) -> timedelta:
+        """`90` or `90s` seconds, `15m`, `24h`, `2d`."""
+        value = self._raw(name)
+        if value is None:
+            return default
+        match = _DURATION.match(value.lower())
+        if not match:
+            raise ConfigError(
+                f"{name} must be a duration such as 3600, 3600s, 90m, 24h or 2d, got {value!r}"
+            )
+        return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2]])
+
     def timezone(self, name: str, default: str) -> ZoneInfo:
         value = self.string(name, default) or default
         try:
             return ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"{name} is not a known time zone: {value!r}") from None
+
+
+@dataclass(frozen=True)
+class CurveSettings:
+    """Price curves: who is told each target's plan, and the daily check for tomorrow's curve."""
+
+    # "log" writes plans to the worker log; "http" POSTs them, signed, to `dispatch_url`;
+    # "celery" sends them as task `dispatch_task` on queue `dispatch_queue` for the partner's
+    # own workers.
+    dispatcher: str = "log"
+    dispatch_url: str | None = None
+    # Our own HMAC secret for the http dispatcher, not Spark's webhook secret.
+    dispatch_secret: bytes | None = field(default=None, repr=False)
+    dispatch_task: str | None = None
+    dispatch_queue: str | None = None
+    # Connect and read timeout of each dispatcher call: a hanging control system is cut off.
+    dispatch_timeout_seconds: float = 10.0
+    # Target plans per dispatcher call (one HTTP request, one task message).
+    dispatch_batch_size: int = 500
+    # A plan whose dispatch failed this many times is recorded as failed and left alone.
+    dispatch_max_attempts: int = 6
+    # The wait before the first retry; it doubles with each attempt, up to an hour.
+    dispatch_retry_seconds: float = 30.0
+    # Local time (SPARK_TIMEZONE) from which the daily check looks for tomorrow's curve...
+    check_time: time = time(13, 30)
+    # ...and after which a curve still missing is final and alerted.
+    check_until: time = time(16, 0)
+    # Areas that should get a curve every day; only these are alerted on when missing.
+    expected_areas: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,6 +169,19 @@ class Settings:
     # How long an eligibility event waits for others of the same burst before the reconcile.
     eligibility_settle_seconds: float = 60.0
     max_webhook_bytes: int = MAX_WEBHOOK_BYTES
+    # Bearer tokens that POST /consumption accepts; none configured: it accepts no one.
+    consumption_api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    # The EnergyUsage field the points travel in: "points" or the deprecated "curvePoints".
+    report_points_field: str = "points"
+    # How long after the end of an event's month (SPARK_TIMEZONE) a report is still sent.
+    report_grace: timedelta = timedelta(hours=24)
+    # How long after an event's last period readings may still arrive before it is reported.
+    report_settle: timedelta = timedelta(hours=2)
+    # An event's report is split into several only above this many payloads.
+    report_max_payloads: int = 10_000
+    # Calls per second to Spark, shared by every process (a PostgreSQL-kept schedule).
+    spark_rate_limit: float = 10.0
+    curves: CurveSettings = field(default_factory=CurveSettings)
 
     @property
     def spark_configured(self) -> bool:
@@ -144,6 +209,75 @@ class Settings:
             )
 
 
+def parse_local_time(name: str, value: str) -> time:
+    """`HH:MM`, a wall-clock time in SPARK_TIMEZONE."""
+    try:
+        hours, minutes = value.split(":")
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ConfigError(f"{name} must be a local time like 13:30, got {value!r}") from None
+
+
+def load_curve_settings(env: Env) -> CurveSettings:
+    dispatcher = (env.string("SPARK_DISPATCHER") or "log").lower()
+    if dispatcher not in DISPATCHERS:
+        raise ConfigError(f"SPARK_DISPATCHER must be one of {', '.join(DISPATCHERS)}")
+    secret = env.secret("SPARK_DISPATCH_SECRET")
+    settings = CurveSettings(
+        dispatcher=dispatcher,
+        dispatch_url=env.string("SPARK_DISPATCH_URL"),
+        dispatch_secret=secret.encode() if secret else None,
+        dispatch_task=env.string("SPARK_DISPATCH_TASK"),
+        dispatch_queue=env.string("SPARK_DISPATCH_QUEUE"),
+        dispatch_timeout_seconds=env.number("SPARK_DISPATCH_TIMEOUT_SECONDS", 10.0),
+        dispatch_batch_size=env.integer("SPARK_DISPATCH_BATCH_SIZE", 500),
+        dispatch_max_attempts=env.integer("SPARK_DISPATCH_MAX_ATTEMPTS", 6),
+        dispatch_retry_seconds=env.number("SPARK_DISPATCH_RETRY_SECONDS", 30.0),
+        check_time=parse_local_time(
+            "SPARK_CURVE_CHECK_TIME", env.string("SPARK_CURVE_CHECK_TIME") or "13:30"
+        ),
+        check_until=parse_local_time(
+            "SPARK_CURVE_CHECK_UNTIL", env.string("SPARK_CURVE_CHECK_UNTIL") or "16:00"
+        ),
+        expected_areas=tuple(
+            part.strip().upper()
+            for part in (env.string("SPARK_EXPECTED_CURVE_AREAS") or "").split(",")
+            if part.strip()
+        ),
+    )
+    _check_curve_settings(settings)
+    return settings
+
+
+def _check_curve_settings(settings: CurveSettings) -> None:
+    if settings.dispatcher == "http" and not (settings.dispatch_url and settings.dispatch_secret):
+        raise ConfigError(
+            "SPARK_DISPATCHER=http needs SPARK_DISPATCH_URL and SPARK_DISPATCH_SECRET"
+        )
+    if settings.dispatch_url and not settings.dispatch_url.startswith(("http://", "https://")):
+        raise ConfigError("SPARK_DISPATCH_URL must be an http(s) URL")
+    if settings.dispatcher == "celery" and not (settings.dispatch_task and settings.dispatch_queue):
+        raise ConfigError(
+            "SPARK_DISPATCHER=celery needs SPARK_DISPATCH_TASK and SPARK_DISPATCH_QUEUE"
+        )
+    if settings.dispatch_timeout_seconds <= 0:
+        raise ConfigError("SPARK_DISPATCH_TIMEOUT_SECONDS must be positive")
+    if settings.dispatch_batch_size < 1:
+        raise ConfigError("SPARK_DISPATCH_BATCH_SIZE must be at least 1")
+    if settings.dispatch_max_attempts < 1:
+        raise ConfigError("SPARK_DISPATCH_MAX_ATTEMPTS must be at least 1")
+    if settings.dispatch_retry_seconds < 0:
+        raise ConfigError("SPARK_DISPATCH_RETRY_SECONDS must not be negative")
+    if settings.check_until <= settings.check_time:
+        raise ConfigError("SPARK_CURVE_CHECK_UNTIL must be later than SPARK_CURVE_CHECK_TIME")
+    unknown = [area for area in settings.expected_areas if area not in PRICE_AREAS]
+    if unknown:
+        raise ConfigError(
+            f"SPARK_EXPECTED_CURVE_AREAS: unknown price area(s) {', '.join(unknown)}; "
+            f"known: {', '.join(PRICE_AREAS)}"
+        )
+
+
 def parse_secret_list(value: str | None) -> tuple[bytes, ...]:
     if value is None:
         return ()
@@ -158,6 +292,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     port = env.integer("PORT", 8000)
     if not 0 < port < 65536:
         raise ConfigError(f"PORT must be a TCP port, got {port}")
+    points_field = env.string("SPARK_REPORT_POINTS_FIELD") or "points"
+    if points_field not in REPORT_POINTS_FIELDS:
+        raise ConfigError(
+            f"SPARK_REPORT_POINTS_FIELD must be one of {', '.join(REPORT_POINTS_FIELDS)}, "
+            f"got {points_field!r}"
+        )
+    max_payloads = env.integer("SPARK_REPORT_MAX_PAYLOADS", 10_000)
+    if max_payloads < 1:
+        raise ConfigError(f"SPARK_REPORT_MAX_PAYLOADS must be at least 1, got {max_payloads}")
+    rate_limit = env.number("SPARK_RATE_LIMIT", 10.0)
+    if not rate_limit > 0:
+        raise ConfigError(f"SPARK_RATE_LIMIT must be a positive number, got {rate_limit}")
     return Settings(
         database_url=env.secret("DATABASE_URL") or DEFAULT_DATABASE_URL,
         redis_url=env.secret("REDIS_URL") or DEFAULT_REDIS_URL,
@@ -171,6 +317,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         port=port,
         auto_enroll=auto_enroll,
         eligibility_settle_seconds=env.number("SPARK_ELIGIBILITY_SETTLE_SECONDS", 60.0),
+        consumption_api_tokens=tuple(
+            part.strip()
+            for part in (env.secret("CONSUMPTION_API_TOKENS") or "").split(",")
+            if part.strip()
+        ),
+        report_points_field=points_field,
+        report_grace=env.duration("SPARK_REPORT_GRACE", timedelta(hours=24)),
+        report_settle=env.duration("SPARK_REPORT_SETTLE", timedelta(hours=2)),
+        report_max_payloads=max_payloads,
+        spark_rate_limit=rate_limit,
+        curves=load_curve_settings(env),
     )
 
 

@@ -18,7 +18,7 @@ from kombu.entity import Queue
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from shared.config import Settings, load_settings
-from shared.queues import INGEST_QUEUE, SPARK_QUEUE
+from shared.queues import DISPATCH_QUEUE, INGEST_QUEUE, SPARK_QUEUE
 from worker.schedule import beat_schedule
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # One unacknowledged message per process: a crash strands at most one per child.
         "worker_prefetch_multiplier": 1,
         "task_default_queue": SPARK_QUEUE,
-        "task_queues": [Queue(INGEST_QUEUE), Queue(SPARK_QUEUE)],
+        "task_queues": [Queue(INGEST_QUEUE), Queue(SPARK_QUEUE), Queue(DISPATCH_QUEUE)],
         "task_create_missing_queues": False,
         # A failed publish from the worker (a follow-up task) must surface quickly.
         "task_publish_retry_policy": {
@@ -126,7 +126,14 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
-TASK_MODULES = ["worker.events.tasks"]
+TASK_MODULES = [
+    "worker.events.tasks",
+    "worker.users.tasks",
+    "worker.eligibility.tasks",
+    "worker.curves.tasks",
+    "worker.consumption.tasks",
+    "worker.reports.tasks",
+]
 
 settings = load_settings()
 app = create_app(settings)

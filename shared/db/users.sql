@@ -405,35 +405,6 @@ UPDATE users SET enrollment_error = %(error)s WHERE user_id = %(user_id)s;
 
 -- Deletion ----------------------------------------------------------------------------------
 
--- name: reports_table
-SELECT to_regclass('reports') IS NOT NULL AS present;
-
--- name: user_month_reports
--- The user's reports for a local month (reports.month): kWh of the user's payloads in reports
--- Spark accepted, and how many reports are still on their way. A curve's targets are
--- resources (at locations), so a report concerns the user when it targets one of the user's
--- resources; both lookups go by resource id, which is indexed.
-WITH resources_of_user AS (
-    SELECT resource_id FROM resources WHERE user_id = %(user_id)s
-),
-concerned AS (
-    SELECT DISTINCT r.id, r.status
-    FROM price_curve_targets t
-    JOIN reports r ON r.event_id = t.event_id
-    WHERE t.resource_id IN (SELECT resource_id FROM resources_of_user)
-      AND r.month = %(month)s
-)
-SELECT
-    (SELECT coalesce(sum(p.kwh), 0)
-     FROM report_payloads p
-     JOIN concerned c ON c.id = p.report_id
-     WHERE c.status = 'sent'
-       AND p.resource_id IN (SELECT resource_id FROM resources_of_user))::double precision
-        AS kwh,
-    (SELECT count(*)
-     FROM concerned
-     WHERE status IN ('pending', 'due', 'sending', 'retrying', 'rejected')) AS pending;
-
 -- name: schedule_user_deletion
 UPDATE users
 SET delete_after_month = %(month)s

@@ -135,36 +135,40 @@ def add_report(
     status: str,
     target: tuple[str, str],
     kwh: float | None = None,
+    part: int = 1,
+    built: bool = False,
 ) -> None:
-    """A price curve `event_id` for one (resource_id, location_id) target, and its report for
-    the local `month` in `status`, carrying `kwh` for the target when given."""
+    """A price curve `event_id` for one (resource_id, location_id) target, and its report (or
+    report `part`) for the local `month` in `status`, carrying `kwh` for the target when
+    given; `built` gives it a body, as the sender does before the first attempt."""
     with psycopg.connect(database_url) as conn:
         conn.execute(
             "INSERT INTO events (event_id, notification_type, payload_type, payload, raw_body,"
             " first_received_at, last_received_at, first_source) VALUES (%s,"
-            " 'PriceCurveCreated', 'PriceCurve', '{}', '\\x7b7d', now(), now(), 'webhook')",
+            " 'PriceCurveCreated', 'PriceCurve', '{}', '\\x7b7d', now(), now(), 'webhook')"
+            " ON CONFLICT DO NOTHING",
             (event_id,),
         )
         conn.execute(
             "INSERT INTO price_curves (event_id, event_created_at, price_area, resolution,"
-            " target_count) VALUES (%s, now(), 'NO1', interval '1 hour', 1)",
+            " target_count) VALUES (%s, now(), 'NO1', interval '1 hour', 1)"
+            " ON CONFLICT DO NOTHING",
             (event_id,),
         )
         conn.execute(
             "INSERT INTO price_curve_targets (event_id, resource_id, location_id)"
-            " VALUES (%s, %s, %s)",
+            " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
             (event_id, *target),
         )
-        row = conn.execute(
-            "INSERT INTO reports (event_id, month, first_period_start, last_period_end, status,"
-            " created_at, updated_at) VALUES (%s, %s, now(), now(), %s, now(), now())"
-            " RETURNING id",
-            (event_id, month, status),
-        ).fetchone()
-        assert row is not None
+        conn.execute(
+            "INSERT INTO reports (event_id, part, parts, month, first_period_start,"
+            " last_period_end, status, body, created_at, updated_at)"
+            " VALUES (%s, %s, %s, %s, now(), now(), %s, %s, now(), now())",
+            (event_id, part, part, month, status, "{}" if built or kwh is not None else None),
+        )
         if kwh is not None:
             conn.execute(
-                "INSERT INTO report_payloads (report_id, resource_id, location_id, kwh, points)"
-                " VALUES (%s, %s, %s, %s, 24)",
-                (row[0], *target, kwh),
+                "INSERT INTO report_payloads (event_id, part, resource_id, location_id, kwh,"
+                " points) VALUES (%s, %s, %s, %s, %s, 24)",
+                (event_id, part, *target, kwh),
             )

@@ -86,9 +86,17 @@ def test_it_counts_the_months_reports_from_the_ledger(
         ("missed", month, "missed", home, None),
         ("earlier", last_month, "sent", home, 100.0),
         ("neighbour", month, "sent", ("u-2-heater", "u-2-home"), 50.0),
+        ("tomorrow", month, "pending", home, None),
+        ("nothing-used", month, "empty", home, None),
     ]:
         add_report(database_url, event_id=event_id, month=in_month, status=status,
                    target=target, kwh=kwh)  # fmt: skip
+    # A report split in two: the part with u-1's payload is still due, the part without it
+    # is retrying; only the first concerns u-1.
+    add_report(database_url, event_id="split", month=month, status="retrying",
+               target=("u-2-heater", "u-2-home"), kwh=3.0)  # fmt: skip
+    add_report(database_url, event_id="split", month=month, status="due", target=home,
+               kwh=4.0, part=2)  # fmt: skip
     execute(
         database_url,
         "INSERT INTO resources (resource_id, user_id, location_id, resource_type) VALUES"
@@ -100,11 +108,12 @@ def test_it_counts_the_months_reports_from_the_ledger(
 
     assert status == 1
     plan = json.loads(out)
-    assert (plan["reportedKwh"], plan["pendingReports"]) == (3.75, 2)
+    # waiting, refused, tomorrow and split's second part
+    assert (plan["reportedKwh"], plan["pendingReports"]) == (3.75, 4)
     assert plan["month"] == f"{month:%Y-%m}"
     assert plan["changed"] is False
     text = delete(database_url, synced, "u-1")[1]
-    assert f"3.75 kWh reported for {month:%B %Y} and 2 pending report(s)" in text
+    assert f"3.75 kWh reported for {month:%B %Y} and 4 pending report(s)" in text
 
 
 def test_it_deletes_at_spark_and_keeps_the_rows_with_yes(

@@ -6,11 +6,23 @@ One module per command group; each is attached to `main` here.
 from __future__ import annotations
 
 from worker.cli.base import main
+from worker.cli.consumption import consumption
+from worker.cli.curves import curves
 from worker.cli.db import db
+from worker.cli.eligibility import eligibility
 from worker.cli.events import dead_letters, events
+from worker.cli.meters import meters
+from worker.cli.reports import reports
+from worker.cli.users import users
 from worker.cli.webhooks import webhooks
 
 for group in (db, events, dead_letters, webhooks):
     main.add_command(group)
+main.add_command(users)
+main.add_command(meters)
+main.add_command(eligibility)
+main.add_command(curves)
+main.add_command(consumption)
+main.add_command(reports)
 
 __all__ = ["main"]

@@ -17,6 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from shared.db import Connection
+from worker.curves.handler import handle_price_curve_created
+from worker.eligibility.handler import handle_user_eligibility_updated
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,10 @@ Handler = Callable[[Connection, StoredEvent], list[AfterCommit]]
 # Filled in by the eligibility and price-curve work:
 #   "UserEligibilityUpdated": worker.eligibility.handler...
 #   "PriceCurveCreated": worker.curves.handler...
-HANDLERS: dict[str, Handler] = {}
+HANDLERS: dict[str, Handler] = {
+    "UserEligibilityUpdated": handle_user_eligibility_updated,
+    "PriceCurveCreated": handle_price_curve_created,
+}
 
 
 def handler_for(notification_type: str) -> Handler | None:

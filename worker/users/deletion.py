@@ -44,17 +44,16 @@ def month_name(month: date) -> str:
 
 
 def month_reports(conn: Connection, user_id: str, month: date) -> MonthReports:
-    """What the user's reports for the local `month` amount to: kWh in reports Spark has
-    accepted, and reports still on their way (pending, due, sending, retrying, or rejected
-    and waiting for a fix). Missed and empty reports are settled: they wait for nothing.
+    """What the user's reports for the local `month` amount to: kWh of the user's payloads in
+    reports Spark has accepted, and reports still on their way (pending, due, sending,
+    retrying, or rejected and waiting for a fix) that concern the user. Missed and empty
+    reports are settled: they wait for nothing.
 
-    A report concerns the user when its curve targets one of the user's resources. Without a
-    reports ledger (no `reports` table) nothing was reported: zeros.
+    Before a report is built, it concerns the user when its curve targets one of the user's
+    resources; once built (possibly split into parts), when it carries one of their payloads.
+    The query belongs to the reports ledger (shared/db/reports.sql).
     """
-    present = fetch_one(conn, "reports_table")
-    if not (present and present["present"]):
-        return MonthReports(kwh=0.0, pending=0)
-    row = fetch_one(conn, "user_month_reports", {"user_id": user_id, "month": month})
+    row = fetch_one(conn, "month_reports_of_user", {"user_id": user_id, "month": month})
     if row is None:
         return MonthReports(kwh=0.0, pending=0)
     return MonthReports(kwh=float(row["kwh"]), pending=int(row["pending"]))

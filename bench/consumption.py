@@ -1,0 +1,157 @@
+"""Storing readings, against a plain COPY of the same rows. Target: at least 0.3 of its rate.
+
+    .venv/bin/python -m bench.consumption [--resources N] [--hours N] [--rounds N]
+
+One CSV file of hourly readings (`--resources` x `--hours` rows, the columns of
+`spark-partner consumption import`) is loaded into a fresh database (every migration) three
+ways, interleaved for --rounds rounds, each after an emptied table and a CHECKPOINT:
+
+- plain COPY: `COPY ... FROM STDIN (FORMAT csv)` of the file's bytes into a table with the
+  same columns and nothing else (no key, no index, no check);
+- COPY into a table like `readings`: the same, into a table with readings' key, indexes
+  and checks (the least any store that can replace a re-sent reading must do);
+- the import: `import_csv`, what `spark-partner consumption import` runs: chunks COPYed to
+  staging, checked, merged into `readings` (a re-sent reading replaces the stored one),
+  coverage per resource and late data, committed chunk by chunk.
+
+The rates are readings per second; the median of the import's rate over each baseline's is
+the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from shared.db import close_pools, connect
+from shared.db.migrate import upgrade
+from worker.consumption.csv_import import import_csv
+
+TARGET_RATIO = 0.3
+START = datetime(2026, 3, 1, tzinfo=UTC)
+COLUMNS = "resource_id, location_id, start_at, end_at, kwh, reading_id"
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    name = f"sp_bench_consumption_{os.getpid()}"
+    parts = urlsplit(server_url)
+    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with connect(url) as conn:
+            upgrade(conn)
+        yield url
+    finally:
+        close_pools()
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def write_file(path: Path, resources: int, hours: int) -> int:
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["resourceId", "locationId", "start", "end", "kWh", "readingId"])
+        for hour in range(hours):
+            start = START + timedelta(hours=hour)
+            begin, end = start.isoformat(), (start + timedelta(hours=1)).isoformat()
+            for n in range(resources):
+                kwh = round(((n * 7919 + hour * 104729) % 3000) / 1000, 3)
+                writer.writerow([f"resource-{n:07d}", f"location-{n:07d}", begin, end, kwh, ""])
+    return resources * hours
+
+
+def prepare_tables(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE plain_copy (resource_id text, location_id text, start_at timestamptz,"
+            " end_at timestamptz, kwh double precision, reading_id text)"
+        )
+        conn.execute("CREATE TABLE readings_copy (LIKE readings INCLUDING ALL)")
+        conn.execute(
+            "ALTER TABLE readings_copy ALTER COLUMN batch_id SET DEFAULT 'bench',"
+            " ALTER COLUMN received_at SET DEFAULT now()"
+        )
+
+
+def reset(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE plain_copy, readings_copy, readings, consumption_batches,"
+            " consumption_coverage, late_readings"
+        )
+        conn.execute("CHECKPOINT")
+
+
+def plain_copy(url: str, path: Path, table: str) -> float:
+    began = time.perf_counter()
+    with psycopg.connect(url) as conn, conn.cursor() as cursor:
+        sql = f"COPY {table} ({COLUMNS}) FROM STDIN WITH (FORMAT csv, HEADER true)"
+        with cursor.copy(sql.encode()) as copy, path.open("rb") as file:
+            while block := file.read(1 << 20):
+                copy.write(block)
+    return time.perf_counter() - began
+
+
+def our_import(url: str, path: Path) -> tuple[float, int]:
+    began = time.perf_counter()
+    with connect(url) as conn, path.open("rb") as file:
+        result = import_csv(conn, file, now=datetime.now(UTC))
+    return time.perf_counter() - began, result.inserted
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--resources", type=int, default=10_000)
+    parser.add_argument("--hours", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as directory, fresh_database(args.database_url) as url:
+        path = Path(directory) / "readings.csv"
+        count = write_file(path, args.resources, args.hours)
+        print(f"file: {count} readings, {path.stat().st_size / 1e6:.1f} MB")
+        prepare_tables(url)
+        versus_plain, versus_keyed = [], []
+        for round_no in range(1, args.rounds + 1):
+            reset(url)
+            plain = plain_copy(url, path, "plain_copy")
+            reset(url)
+            keyed = plain_copy(url, path, "readings_copy")
+            reset(url)
+            ours, inserted = our_import(url, path)
+            assert inserted == count, (inserted, count)
+            versus_plain.append(plain / ours)
+            versus_keyed.append(keyed / ours)
+            print(
+                f"round {round_no}: plain COPY {count / plain:9,.0f}/s   "
+                f"COPY like readings {count / keyed:9,.0f}/s   "
+                f"import {count / ours:9,.0f}/s   "
+                f"ratios {versus_plain[-1]:.2f} / {versus_keyed[-1]:.2f}"
+            )
+    plain_ratio = statistics.median(versus_plain)
+    keyed_ratio = statistics.median(versus_keyed)
+    verdict = "meets" if plain_ratio >= TARGET_RATIO else "MISSES"
+    print(f"median import / plain COPY: {plain_ratio:.2f} ({verdict} the target >= {TARGET_RATIO})")
+    print(f"median import / COPY into a table like readings: {keyed_ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""`POST /consumption`: readings from the partner's own systems, queued for the worker.
+
+Thin, like the webhook: a bearer token from CONSUMPTION_API_TOKENS (compared in constant
+time), a size limit, a schema check of the JSON without any database, then the readings are
+queued as one `consumption.ingest_readings` task and the answer is 202 with the batch id
+(the task id: a message delivered twice stores its readings once).
+
+    POST /consumption
+    Authorization: Bearer <token>
+    {"readings": [{"resourceId": "ev-1", "locationId": "home-1",
+                   "start": "2026-03-04T10:00:00Z", "end": "2026-03-04T11:00:00Z",
+                   "kWh": 7.2, "readingId": "session-881"}]}
+
+    202 {"batchId": "…", "readings": 1}
+    400 {"errors": {"readings": {"0": {"end": ["must be after start"]}}}}
+    401 bad or missing token; 413 body over the limit; 503 the queue is unavailable.
+
+Celery's own publisher is used here (not the webhook's single LPUSH): a batch carries
+thousands of readings, so its half a millisecond of publishing cost does not matter.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Celery
+from flask import Blueprint, Response, request
+from kombu.exceptions import OperationalError as KombuOperationalError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from shared.config import Settings
+from shared.queues import INGEST_QUEUE
+from worker.consumption.readings import INGEST_READINGS_TASK, check_readings
+
+logger = logging.getLogger(__name__)
+
+# About 50,000 readings; a partner with more sends several batches.
+MAX_CONSUMPTION_BYTES = 8 * 1024 * 1024
+# A hung Redis must become a 503 quickly, not a request that hangs a gunicorn thread.
+_TRANSPORT_OPTIONS = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0}
+_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+
+
+class QueueUnavailable(RuntimeError):
+    pass
+
+
+class ReadingsQueue:
+    """Queues readings as the worker's ingest task, with Celery's own publisher."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._app = Celery("spark_partner_ingress", broker=redis_url, set_as_current=False)
+        self._app.conf.update(
+            broker_transport_options=_TRANSPORT_OPTIONS,
+            task_serializer="json",
+            accept_content=["json"],
+            task_publish_retry_policy=_PUBLISH_RETRY_POLICY,
+            broker_connection_retry_on_startup=True,
+        )
+
+    def enqueue(self, batch_id: str, readings: list[dict[str, Any]], received_at: datetime) -> None:
+        try:
+            self._app.send_task(
+                INGEST_READINGS_TASK,
+                kwargs={
+                    "readings": readings,
+                    "batch_id": batch_id,
+                    "source": "api",
+                    "received_at": received_at.isoformat(),
+                },
+                task_id=batch_id,
+                queue=INGEST_QUEUE,
+                # Readings may be personal data: logs and monitoring show their number only.
+                kwargsrepr=f"{{'batch_id': {batch_id!r}, 'readings': <{len(readings)}>}}",
+                retry=True,
+            )
+        except (KombuOperationalError, OSError) as exc:
+            raise QueueUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self._app.close()
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _authorized(header: str | None, tokens: Sequence[bytes]) -> bool:
+    if not header or not tokens:
+        return False
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    given = token.strip().encode("utf-8", errors="replace")
+    # Every token is compared, so the time taken does not tell which one nearly matched.
+    matches = [hmac.compare_digest(given, expected) for expected in tokens]
+    return any(matches)
+
+
+def _read_readings() -> list[Any] | Response:
+    """The body's readings, or the answer that refuses the body (413, 400)."""
+    # One byte over the limit, as for webhooks: a chunked body is then seen to be too long
+    # instead of being cut to the limit.
+    request.max_content_length = MAX_CONSUMPTION_BYTES + 1
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        body = None
+    if body is None or len(body) > MAX_CONSUMPTION_BYTES:
+        return _json(413, {"error": f"body over {MAX_CONSUMPTION_BYTES} bytes"})
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return _json(400, {"errors": {"_body": ["is not JSON"]}})
+    readings = document.get("readings") if isinstance(document, dict) else None
+    if not isinstance(readings, list) or not readings:
+        return _json(400, {"errors": {"readings": ["must be a non-empty array of readings"]}})
+    return readings
+
+
+def consumption_blueprint(settings: Settings, queue: ReadingsQueue | None = None) -> Blueprint:
+    tokens = [token.encode("utf-8") for token in settings.consumption_api_tokens]
+    if not tokens:
+        logger.warning("CONSUMPTION_API_TOKENS is empty: POST /consumption refuses every request")
+    readings_queue = queue or ReadingsQueue(settings.redis_url)
+    blueprint = Blueprint("consumption", __name__)
+
+    @blueprint.post("/consumption", provide_automatic_options=False)
+    def post_consumption() -> Response:
+        received_at = datetime.now(UTC)
+        if not _authorized(request.headers.get("Authorization"), tokens):
+            return _json(401, {"error": "a valid bearer token is required"})
+        readings = _read_readings()
+        if isinstance(readings, Response):
+            return readings
+        checked, errors = check_readings(readings)
+        if errors:
+            return _json(400, {"errors": {"readings": errors}})
+        batch_id = str(uuid.uuid4())
+        try:
+            readings_queue.enqueue(batch_id, [r.to_json() for r in checked], received_at)
+        except QueueUnavailable as exc:
+            logger.error("consumption batch not queued, answering 503: %s", exc)
+            return _json(503, {"error": "queue unavailable"})
+        logger.info("consumption batch %s queued (%d readings)", batch_id, len(checked))
+        return _json(202, {"batchId": batch_id, "readings": len(checked)})
+
+    return blueprint

@@ -1,0 +1,250 @@
+-- Consumption: batches of readings, checked and merged set-wise from `staged_readings`.
+--
+-- A reading is [start, end) with the kWh a resource used in it. Its identity is (resource,
+-- start, end): sent again, it replaces the stored reading. A reading with a readingId that
+-- comes again with another span replaces its old span. Energy is split into a curve's
+-- periods pro rata by overlap when a report is built (shared/db/reports.sql).
+
+-- name: open_consumption_batch
+-- Nothing when the batch is known: a redelivered task or a retried import finds it here.
+INSERT INTO consumption_batches (batch_id, source, received_at)
+VALUES (%(batch_id)s, %(source)s, %(received_at)s)
+ON CONFLICT (batch_id) DO NOTHING
+RETURNING batch_id;
+
+-- name: get_consumption_batch
+SELECT batch_id, source, received_at, stored_at, readings, inserted, replaced, unchanged,
+       rejected, late, errors
+FROM consumption_batches
+WHERE batch_id = %(batch_id)s;
+
+-- name: add_to_consumption_batch
+-- Counts of one more chunk; the first rejected rows are kept (up to %(max_errors)s).
+UPDATE consumption_batches
+SET readings = readings + %(readings)s,
+    inserted = inserted + %(inserted)s,
+    replaced = replaced + %(replaced)s,
+    unchanged = unchanged + %(unchanged)s,
+    rejected = rejected + %(rejected)s,
+    late = late + %(late)s,
+    errors = CASE
+        WHEN jsonb_array_length(errors) >= %(max_errors)s THEN errors
+        ELSE (SELECT coalesce(jsonb_agg(e), '[]')
+              FROM (SELECT e FROM jsonb_array_elements(errors || %(errors)s::jsonb) AS e
+                    LIMIT %(max_errors)s) AS first)
+    END,
+    stored_at = %(stored_at)s
+WHERE batch_id = %(batch_id)s;
+
+-- name: move_resent_readings
+-- A reading sent again under its readingId with another span: the old span goes, and counts
+-- as late data where a report for it was built already.
+WITH staged AS (
+    SELECT DISTINCT resource_id, reading_id,
+           start_at::timestamptz AS start_at, end_at::timestamptz AS end_at
+    FROM staged_readings
+    WHERE batch_token = %(token)s AND reading_id <> ''
+), moved AS (
+    DELETE FROM readings r
+    USING staged s
+    WHERE r.resource_id = s.resource_id
+      AND r.reading_id = s.reading_id
+      AND (r.start_at, r.end_at) <> (s.start_at, s.end_at)
+      AND NOT EXISTS (
+          SELECT 1 FROM staged same
+          WHERE same.resource_id = r.resource_id
+            AND (same.start_at, same.end_at) = (r.start_at, r.end_at)
+      )
+    RETURNING r.resource_id, r.location_id, r.start_at, r.end_at, r.kwh
+), late AS (
+    INSERT INTO late_readings (
+        event_id, resource_id, location_id, start_at, end_at, kwh, kwh_in_event, change,
+        batch_id, recorded_at
+    )
+    SELECT c.event_id, m.resource_id, m.location_id, m.start_at, m.end_at, m.kwh,
+           m.kwh * extract(epoch FROM least(m.end_at, c.last_period_end)
+                                      - greatest(m.start_at, c.first_period_start))
+                 / extract(epoch FROM m.end_at - m.start_at),
+           'moved', %(batch_id)s, %(now)s
+    FROM moved m
+    JOIN price_curve_targets t
+      ON t.resource_id = m.resource_id
+     AND (m.location_id IS NULL OR t.location_id = m.location_id)
+    JOIN price_curves c
+      ON c.event_id = t.event_id
+     AND c.first_period_start < m.end_at
+     AND m.start_at < c.last_period_end
+    WHERE EXISTS (
+        SELECT 1 FROM reports rp
+        WHERE rp.event_id = c.event_id AND rp.built_at IS NOT NULL AND rp.status <> 'rejected'
+    )
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM late) AS late;
+
+-- name: merge_staged_readings
+-- The batch's rows, checked and merged into `readings` in one pass:
+--   1. each row checked (the rules of worker/consumption/readings.py); a bad row is left out,
+--      removed from staging and returned with why and its place in the batch (1 for its
+--      first row; places are only worked out when a row is bad). Each cast is guarded by
+--      the checks before it; a value they cannot catch (February 30th, 1e999) makes the
+--      statement fail, and the caller then checks the rows one by one;
+--   2. good rows inserted, or replacing the stored reading when they differ from it (the
+--      last row wins for a reading sent twice in one batch);
+--   3. the coverage per resource, the longest reading, and late data: a reading new or
+--      changed in the span of a curve whose report was built already.
+WITH cast_rows AS (
+    SELECT row_no, resource_id, nullif(location_id, '') AS location_id,
+           nullif(reading_id, '') AS reading_id, start_at AS start_text, end_at AS end_text,
+           kwh AS kwh_text,
+           CASE
+               WHEN substr(start_at, 11, 1) IN ('T', ' ')
+                    AND (right(start_at, 1) = 'Z' OR right(start_at, 6) LIKE '+__:__'
+                         OR right(start_at, 6) LIKE '-__:__')
+               THEN start_at::timestamptz
+           END AS start_at,
+           CASE
+               WHEN substr(end_at, 11, 1) IN ('T', ' ')
+                    AND (right(end_at, 1) = 'Z' OR right(end_at, 6) LIKE '+__:__'
+                         OR right(end_at, 6) LIKE '-__:__')
+               THEN end_at::timestamptz
+           END AS end_at,
+           CASE WHEN kwh <> '' THEN kwh::double precision END AS kwh
+    FROM staged_readings
+    WHERE batch_token = %(token)s
+    -- A fence: the casts are computed once per row, not again wherever a check names them.
+    OFFSET 0
+), checked AS (
+    SELECT *,
+           CASE
+               WHEN coalesce(resource_id, '') = '' THEN 'resourceId is required'
+               WHEN octet_length(resource_id) > 200 THEN 'resourceId is longer than 200 bytes'
+               WHEN octet_length(location_id) > 200 THEN 'locationId is longer than 200 bytes'
+               WHEN octet_length(reading_id) > 200 THEN 'readingId is longer than 200 bytes'
+               WHEN coalesce(start_text, '') = '' THEN 'start is required'
+               WHEN start_at IS NULL
+                   THEN 'start must be an ISO 8601 date and time with Z or a ±hh:mm offset'
+               WHEN coalesce(end_text, '') = '' THEN 'end is required'
+               WHEN end_at IS NULL
+                   THEN 'end must be an ISO 8601 date and time with Z or a ±hh:mm offset'
+               WHEN kwh IS NULL THEN 'kWh is required'
+               WHEN end_at <= start_at THEN 'end must be after start'
+               WHEN end_at - start_at > interval '31 days'
+                   THEN 'a reading may span at most 31 days'
+               WHEN NOT (kwh >= 0 AND kwh < 'Infinity'::double precision)
+                   THEN 'kWh must be a finite number, 0 or more'
+           END AS error
+    FROM cast_rows
+), staged AS (
+    -- In key order: the index takes sorted inserts much faster than scattered ones.
+    SELECT DISTINCT ON (resource_id COLLATE "C", start_at, end_at)
+           resource_id, location_id, start_at, end_at, kwh, reading_id
+    FROM checked
+    WHERE error IS NULL
+    ORDER BY resource_id COLLATE "C", start_at, end_at, row_no DESC
+), bad AS (
+    SELECT row_no, error FROM checked WHERE error IS NOT NULL
+), placed AS (
+    SELECT row_no, row_number() OVER (ORDER BY row_no) AS place
+    FROM staged_readings
+    WHERE batch_token = %(token)s AND EXISTS (SELECT 1 FROM bad)
+), removed AS (
+    -- What comes after this statement (move_resent_readings) sees good rows only.
+    DELETE FROM staged_readings s
+    USING bad b
+    WHERE s.batch_token = %(token)s AND s.row_no = b.row_no
+    RETURNING 1
+), merged AS (
+    INSERT INTO readings (
+        resource_id, start_at, end_at, location_id, kwh, reading_id, batch_id, received_at
+    )
+    SELECT resource_id, start_at, end_at, location_id, kwh, reading_id, %(batch_id)s, %(now)s
+    FROM staged
+    ON CONFLICT (resource_id, start_at, end_at) DO UPDATE
+    SET location_id = EXCLUDED.location_id,
+        kwh = EXCLUDED.kwh,
+        reading_id = EXCLUDED.reading_id,
+        batch_id = EXCLUDED.batch_id,
+        received_at = EXCLUDED.received_at
+    WHERE (readings.location_id, readings.kwh, readings.reading_id)
+          IS DISTINCT FROM (EXCLUDED.location_id, EXCLUDED.kwh, EXCLUDED.reading_id)
+    RETURNING resource_id, location_id, start_at, end_at, kwh, (xmax = 0) AS inserted
+), coverage AS (
+    INSERT INTO consumption_coverage (resource_id, data_until, updated_at)
+    SELECT resource_id, max(end_at), %(now)s
+    FROM staged
+    GROUP BY resource_id
+    ORDER BY resource_id
+    ON CONFLICT (resource_id) DO UPDATE
+    SET data_until = EXCLUDED.data_until, updated_at = EXCLUDED.updated_at
+    WHERE consumption_coverage.data_until < EXCLUDED.data_until
+    RETURNING 1
+), longest AS (
+    UPDATE consumption_bounds b
+    SET longest_reading = s.longest
+    FROM (SELECT max(end_at - start_at) AS longest FROM staged) AS s
+    WHERE s.longest > b.longest_reading
+    RETURNING 1
+), built AS (
+    -- Curves overlapping the batch whose report was built: usually none, so the join with
+    -- the batch's rows below is skipped.
+    SELECT c.event_id, c.first_period_start, c.last_period_end
+    FROM price_curves c
+    WHERE c.first_period_start < (SELECT max(end_at) FROM staged)
+      AND c.last_period_end > (SELECT min(start_at) FROM staged)
+      AND EXISTS (
+          SELECT 1 FROM reports rp
+          WHERE rp.event_id = c.event_id AND rp.built_at IS NOT NULL AND rp.status <> 'rejected'
+      )
+), late AS (
+    INSERT INTO late_readings (
+        event_id, resource_id, location_id, start_at, end_at, kwh, kwh_in_event, change,
+        batch_id, recorded_at
+    )
+    SELECT b.event_id, m.resource_id, m.location_id, m.start_at, m.end_at, m.kwh,
+           m.kwh * extract(epoch FROM least(m.end_at, b.last_period_end)
+                                      - greatest(m.start_at, b.first_period_start))
+                 / extract(epoch FROM m.end_at - m.start_at),
+           CASE WHEN m.inserted THEN 'new' ELSE 'changed' END, %(batch_id)s, %(now)s
+    FROM built b
+    JOIN price_curve_targets t ON t.event_id = b.event_id
+    JOIN merged m
+      ON m.resource_id = t.resource_id
+     AND (m.location_id IS NULL OR m.location_id = t.location_id)
+     AND m.start_at < b.last_period_end
+     AND b.first_period_start < m.end_at
+    -- Checked once: without a built report nothing here reads the batch's rows.
+    WHERE EXISTS (SELECT 1 FROM built)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM checked) AS rows,
+       (SELECT count(*) FROM bad) AS rejected,
+       (SELECT count(*) FROM merged WHERE inserted) AS inserted,
+       (SELECT count(*) FROM merged WHERE NOT inserted) AS replaced,
+       (SELECT count(*) FROM late) AS late,
+       (SELECT count(*) FROM removed) AS removed,
+       (SELECT coalesce(json_agg(json_build_object('place', p.place, 'error', b.error)
+                                 ORDER BY p.place), '[]')
+        FROM bad b JOIN placed p ON p.row_no = b.row_no) AS errors;
+
+-- name: clear_staged_readings
+DELETE FROM staged_readings WHERE batch_token = %(token)s;
+
+-- name: list_consumption_batches
+SELECT batch_id, source, received_at, stored_at, readings, inserted, replaced, unchanged,
+       rejected, late
+FROM consumption_batches
+ORDER BY received_at DESC
+LIMIT %(limit)s;
+
+-- name: readings_of_resource
+SELECT resource_id, location_id, start_at, end_at, kwh, reading_id, batch_id, received_at
+FROM readings
+WHERE resource_id = %(resource_id)s
+  AND start_at < %(until)s
+  AND end_at > %(since)s
+ORDER BY start_at, end_at;
+
+-- name: set_batch_token
+-- The staging rows' batch_token for the rest of this transaction (the column's default).
+SELECT set_config('spark_partner.batch_token', %(token)s, true);

@@ -1,0 +1,542 @@
+-- Reports: the ledger of energy-usage reports (one row per report), built set-wise from the
+-- readings and the price curves, sent through an outbox.
+--
+-- Times: %(now)s is the caller's "now" (tests move it); %(tz)s is SPARK_TIMEZONE; a report's
+-- month is local, and its deadline is the end of that month plus %(grace)s:
+--     ((month + interval '1 month')::timestamp AT TIME ZONE %(tz)s) + %(grace)s
+-- The month's final sweeps start at 12:00 local on its last day:
+--     (month + interval '1 month' - interval '12 hours')::timestamp AT TIME ZONE %(tz)s
+
+-- name: plan_reports
+-- One pending report for every curve with periods and targets that has none yet. Curves
+-- whose month ended before last month are history (a first backfill of old events) and get
+-- none.
+INSERT INTO reports (event_id, month, first_period_start, last_period_end, created_at, updated_at)
+SELECT c.event_id,
+       date_trunc('month', c.first_period_start AT TIME ZONE %(tz)s)::date,
+       c.first_period_start, c.last_period_end, %(now)s, %(now)s
+FROM price_curves c
+WHERE c.first_period_start IS NOT NULL
+  AND c.target_count > 0
+  AND c.first_period_start >= (date_trunc('month', %(now)s AT TIME ZONE %(tz)s)
+                               - interval '1 month') AT TIME ZONE %(tz)s
+  AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.event_id = c.event_id)
+ORDER BY c.first_period_start, c.event_id
+ON CONFLICT (event_id, part) DO NOTHING
+RETURNING id, event_id;
+
+-- name: expire_report_leases
+-- Reports left 'sending' by a worker that died: the attempt may have reached Spark or not.
+-- They go back to 'retrying' with the attempt counted as ambiguous.
+WITH stale AS (
+    UPDATE reports
+    SET status = 'retrying',
+        lease_until = NULL,
+        next_attempt_at = %(now)s,
+        ambiguous_attempts = ambiguous_attempts + 1,
+        last_error = 'attempt ' || attempts || ' stopped before its outcome was recorded '
+                     '(its worker is gone); it may have reached Spark',
+        updated_at = %(now)s
+    WHERE status = 'sending' AND lease_until < %(now)s
+    RETURNING id, event_id, part, attempts
+), closed AS (
+    UPDATE report_attempts a
+    SET outcome = 'unknown', finished_at = %(now)s,
+        error = 'no outcome recorded: the worker stopped while sending'
+    FROM stale s
+    WHERE a.report_id = s.id AND a.attempt = s.attempts AND a.outcome IS NULL
+    RETURNING a.report_id
+)
+SELECT id, event_id, part, attempts FROM stale ORDER BY id;
+
+-- name: miss_overdue_reports
+UPDATE reports r
+SET status = 'missed', missed_at = %(now)s, next_attempt_at = NULL, updated_at = %(now)s
+WHERE r.status IN ('pending', 'due', 'retrying', 'rejected')
+  AND %(now)s >= ((r.month + interval '1 month')::timestamp AT TIME ZONE %(tz)s) + %(grace)s
+RETURNING r.id;
+
+-- name: claim_missed_alerts
+-- Each missed report is alerted once, however many sweeps run at once.
+UPDATE reports
+SET alerted_at = %(now)s
+WHERE status = 'missed' AND alerted_at IS NULL
+RETURNING id, event_id, part, parts, month, attempts, last_error, rejection,
+          ((month + interval '1 month')::timestamp AT TIME ZONE %(tz)s) + %(grace)s AS deadline;
+
+-- name: promote_due_reports
+-- Pending reports whose event has ended become due: once %(settle)s has passed and every
+-- target's readings reach the end of the last period, or, whatever the readings, from the
+-- month's final sweeps on (12:00 local on its last day; an event ending later is due as soon
+-- as it ends).
+WITH candidates AS (
+    SELECT r.id, r.event_id, r.last_period_end,
+           (r.month + interval '1 month' - interval '12 hours')::timestamp
+               AT TIME ZONE %(tz)s AS final_from
+    FROM reports r
+    WHERE r.status = 'pending' AND r.last_period_end <= %(now)s
+), ready AS (
+    SELECT c.id, CASE WHEN %(now)s >= c.final_from THEN 'final' ELSE 'complete' END AS reason
+    FROM candidates c
+    WHERE %(now)s >= c.final_from
+       OR (%(now)s >= c.last_period_end + %(settle)s
+           AND NOT EXISTS (
+               SELECT 1
+               FROM price_curve_targets t
+               LEFT JOIN consumption_coverage cv ON cv.resource_id = t.resource_id
+               WHERE t.event_id = c.event_id
+                 AND (cv.data_until IS NULL OR cv.data_until < c.last_period_end)))
+)
+UPDATE reports r
+SET status = 'due', due_reason = ready.reason, due_at = %(now)s, next_attempt_at = %(now)s,
+    updated_at = %(now)s
+FROM ready
+WHERE r.id = ready.id AND r.status = 'pending'
+RETURNING r.id;
+
+-- name: next_report_attempt_at
+-- When the next due or retrying report can go, for the task that waits for it.
+SELECT min(next_attempt_at) AS next_attempt_at
+FROM reports
+WHERE status IN ('due', 'retrying');
+
+-- name: claim_report
+-- The next report to send (or the given one, or the given event's next), locked against
+-- every other sender, and
+-- leased: a lease that runs out means the sender died mid-send (expire_report_leases).
+WITH next AS (
+    SELECT id
+    FROM reports
+    WHERE status IN ('due', 'retrying')
+      AND next_attempt_at <= %(now)s
+      AND (%(report_id)s::bigint IS NULL OR id = %(report_id)s::bigint)
+      AND (%(event_id)s::text IS NULL OR event_id = %(event_id)s::text)
+      AND %(now)s < ((month + interval '1 month')::timestamp AT TIME ZONE %(tz)s) + %(grace)s
+    ORDER BY month, next_attempt_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE reports r
+SET status = 'sending', attempts = r.attempts + 1, lease_until = %(lease_until)s,
+    updated_at = %(now)s
+FROM next
+WHERE r.id = next.id
+RETURNING r.id, r.event_id, r.part, r.parts, r.month, r.attempts, r.ambiguous_attempts,
+          r.body IS NOT NULL AS built;
+
+-- name: start_report_attempt
+INSERT INTO report_attempts (report_id, attempt, started_at)
+VALUES (%(id)s, %(attempt)s, %(now)s)
+ON CONFLICT (report_id, attempt) DO NOTHING;
+
+-- name: report_to_send
+SELECT id, event_id, part, parts, attempts, body, idempotency_key, payload_count
+FROM reports
+WHERE id = %(id)s;
+
+-- name: report_window
+-- What building a report needs to know about its curve: the span readings may overlap it in,
+-- and its periods in order (a period's slot is its place in this order, from 1).
+SELECT c.event_id, c.first_period_start, c.last_period_end, c.resolution,
+       c.first_period_start - b.longest_reading AS earliest_start,
+       array_agg(p.period_start ORDER BY p.period_start) AS period_starts,
+       array_agg(p.spark_timestamp ORDER BY p.period_start) AS spark_timestamps
+FROM price_curves c
+CROSS JOIN consumption_bounds b
+JOIN price_curve_periods p ON p.event_id = c.event_id
+WHERE c.event_id = %(event_id)s
+GROUP BY c.event_id, c.first_period_start, c.last_period_end, c.resolution, b.longest_reading;
+
+-- name: report_shares
+-- The pro rata split: for each distinct span of the readings that may overlap the curve, the
+-- share of it that falls in each period it overlaps. Spans repeat across resources (hourly
+-- and 15-minute values), so this is small, and the split of 2.4 million readings below is a
+-- hash join with it.
+SELECT s.start_at, s.end_at, p.slot,
+       extract(epoch FROM least(s.end_at, p.period_end) - greatest(s.start_at, p.period_start))
+           / extract(epoch FROM s.end_at - s.start_at) AS share
+FROM (
+    SELECT DISTINCT start_at, end_at
+    FROM readings
+    WHERE start_at > %(earliest_start)s
+      AND start_at < %(last_period_end)s
+      AND end_at > %(first_period_start)s
+) AS s
+JOIN (
+    SELECT period_start, period_end, row_number() OVER (ORDER BY period_start) AS slot
+    FROM price_curve_periods
+    WHERE event_id = %(event_id)s
+) AS p
+  ON s.start_at < p.period_end AND p.period_start < s.end_at;
+
+-- name: build_report
+-- The report(s) of one curve, in one statement, from the split (the spans and shares that
+-- report_shares found):
+--   1. each reading of a target, split into the curve's periods; a reading without a
+--      locationId counts for its resource when the curve names that resource at one
+--      location only;
+--   2. summed per target and period, rounded to the Wh's thousandth (6 decimals); periods
+--      without energy are left out, and, when a newer curve overlaps (superseded), so
+--      are the periods it took over for that target (`effective`, replaced by
+--      effective_periods_for_event from shared/db/curves.sql: one rule, kept there);
+--   3. one EnergyUsage payload per target with energy, its points at the curve's own
+--      timestamps; numbered into parts of max_payloads payloads;
+--   4. the payload rows, and one report row per part with its body (part 1 is the claimed
+--      row report_id, updated; further parts are inserted due).
+-- Returns one row per part; none when no target used energy.
+WITH effective AS (
+    SELECT NULL::text AS resource_id, NULL::text AS location_id, NULL::timestamptz AS period_start WHERE false
+), effective_by_target AS (
+    SELECT resource_id, location_id, array_agg(period_start) AS starts
+    FROM effective
+    GROUP BY resource_id, location_id
+), shares AS (
+    SELECT *
+    FROM unnest(%(span_starts)s::timestamptz[], %(span_ends)s::timestamptz[],
+                %(slots)s::integer[], %(shares)s::double precision[])
+         AS s(start_at, end_at, slot, share)
+), targets AS (
+    SELECT resource_id, array_agg(location_id) AS locations
+    FROM price_curve_targets
+    WHERE event_id = %(event_id)s
+    GROUP BY resource_id
+), per_target AS (
+    -- Each target's energy by period slot, gathered in arrays: one hash aggregate over the
+    -- targets instead of a sort of every (target, period).
+    SELECT r.resource_id COLLATE "C" AS resource_id,
+           (CASE
+                WHEN r.location_id IS NULL THEN
+                    CASE WHEN cardinality(t.locations) = 1 THEN t.locations[1] END
+                WHEN r.location_id = ANY (t.locations) THEN r.location_id
+            END) COLLATE "C" AS location_id,
+           array_agg(s.slot) AS slots,
+           array_agg(r.kwh * s.share) AS parts
+    FROM readings r
+    JOIN targets t ON t.resource_id = r.resource_id
+    JOIN shares s ON s.start_at = r.start_at AND s.end_at = r.end_at
+    WHERE r.start_at > %(earliest_start)s
+      AND r.start_at < %(last_period_end)s
+      AND r.end_at > %(first_period_start)s
+    GROUP BY 1, 2
+), payloads AS (
+    SELECT pt.resource_id, pt.location_id, p.points, p.kwh, p.curve
+    FROM per_target pt
+    LEFT JOIN effective_by_target e
+      ON e.resource_id = pt.resource_id AND e.location_id = pt.location_id
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS points, sum(kwh) AS kwh,
+               string_agg((%(point_prefixes)s::text[])[slot] || kwh || '}', ',' ORDER BY slot)
+                   AS curve
+        FROM (
+            SELECT slot, round(sum(part) * 1000000) / 1000000 AS kwh
+            FROM unnest(pt.slots, pt.parts) AS x(slot, part)
+            GROUP BY slot
+        ) AS per_period
+        WHERE kwh > 0
+          AND (NOT %(superseded)s
+               OR (%(period_starts)s::timestamptz[])[slot] = ANY (e.starts))
+    ) AS p
+    WHERE pt.location_id IS NOT NULL AND p.points > 0
+), numbered AS (
+    SELECT p.resource_id, p.location_id, p.points, p.kwh, p.curve, res.meter_point_id,
+           (row_number() OVER (ORDER BY p.resource_id, p.location_id) - 1)
+               / %(max_payloads)s + 1 AS part
+    FROM payloads p
+    LEFT JOIN resources res ON res.resource_id = p.resource_id
+), saved AS (
+    INSERT INTO report_payloads (
+        event_id, part, resource_id, location_id, meter_point_id, kwh, points
+    )
+    SELECT %(event_id)s, part, resource_id, location_id, meter_point_id, kwh, points
+    FROM numbered
+    RETURNING 1
+), bodies AS (
+    SELECT part, count(*) AS payloads, sum(points) AS points, sum(kwh) AS kwh,
+           '{"eventId":' || to_json(%(event_id)s::text)::text || ',"payloads":['
+           || string_agg(
+                  '{"payloadType":"EnergyUsage","resourceId":' || to_json(resource_id::text)::text
+                  || ',"locationId":' || to_json(location_id::text)::text
+                  || coalesce(',"meterPointId":' || to_json(meter_point_id)::text, '')
+                  || ',' || to_json(%(points_field)s::text)::text || ':[' || curve
+                  || '],"resolution":' || to_json(%(resolution)s::text)::text || '}',
+                  ',')
+           || ']}' AS body
+    FROM numbered
+    GROUP BY part
+), base AS (
+    SELECT event_id, month, first_period_start, last_period_end, due_reason, due_at
+    FROM reports
+    WHERE id = %(report_id)s
+)
+INSERT INTO reports (
+    event_id, part, parts, month, first_period_start, last_period_end, status, due_reason,
+    due_at, next_attempt_at, body, built_at, payload_count, point_count, total_kwh,
+    idempotency_key, created_at, updated_at
+)
+SELECT base.event_id, b.part, (SELECT count(*) FROM bodies), base.month,
+       base.first_period_start, base.last_period_end, 'due', base.due_reason, base.due_at,
+       %(now)s, b.body, %(now)s, b.payloads, b.points, b.kwh,
+       base.event_id || '/' || b.part || '/' || md5(b.body), %(now)s, %(now)s
+FROM bodies b
+CROSS JOIN base
+ON CONFLICT (event_id, part) DO UPDATE
+SET parts = EXCLUDED.parts,
+    body = EXCLUDED.body,
+    built_at = EXCLUDED.built_at,
+    payload_count = EXCLUDED.payload_count,
+    point_count = EXCLUDED.point_count,
+    total_kwh = EXCLUDED.total_kwh,
+    idempotency_key = EXCLUDED.idempotency_key,
+    updated_at = EXCLUDED.updated_at
+RETURNING id, part, parts, payload_count, point_count, total_kwh;
+
+-- name: mark_report_empty
+-- Built, and no target used energy in the curve's periods: there is nothing to send.
+UPDATE reports
+SET status = 'empty', attempts = attempts - 1, built_at = %(now)s, payload_count = 0,
+    point_count = 0, total_kwh = 0, lease_until = NULL, next_attempt_at = NULL,
+    updated_at = %(now)s
+WHERE id = %(id)s AND status = 'sending'
+RETURNING id;
+
+-- name: record_report_accepted
+-- Spark took it. Also when the attempt had been given up as ambiguous meanwhile: the report
+-- is then known to be at Spark and is not sent again. A later attempt still in flight keeps
+-- its lease (its answer, a duplicate, is recorded too).
+UPDATE reports
+SET status = 'sent', spark_report_id = %(spark_report_id)s,
+    spark_created_at = %(spark_created_at)s, sent_at = %(now)s, lease_until = NULL,
+    next_attempt_at = NULL, last_error = NULL, updated_at = %(now)s
+WHERE id = %(id)s
+  AND status <> 'sent'
+  AND (status <> 'sending' OR attempts = %(attempt)s)
+RETURNING id;
+
+-- name: record_report_retry
+UPDATE reports
+SET status = 'retrying', next_attempt_at = %(next_attempt_at)s, last_error = %(error)s,
+    lease_until = NULL,
+    ambiguous_attempts = ambiguous_attempts + CASE WHEN %(ambiguous)s THEN 1 ELSE 0 END,
+    updated_at = %(now)s
+WHERE id = %(id)s AND status = 'sending' AND attempts = %(attempt)s
+RETURNING id;
+
+-- name: record_report_rejected
+UPDATE reports
+SET status = 'rejected', rejected_status = %(http_status)s, rejection = %(message)s,
+    last_error = %(error)s, lease_until = NULL, next_attempt_at = NULL, updated_at = %(now)s
+WHERE id = %(id)s AND status = 'sending' AND attempts = %(attempt)s
+RETURNING id;
+
+-- name: finish_report_attempt
+UPDATE report_attempts
+SET finished_at = %(now)s, outcome = %(outcome)s, http_status = %(http_status)s,
+    error = %(error)s, response = %(response)s, spark_report_id = %(spark_report_id)s
+WHERE report_id = %(id)s AND attempt = %(attempt)s;
+
+-- name: event_report_states
+SELECT id, part, parts, status, body IS NOT NULL AS built, attempts, ambiguous_attempts
+FROM reports
+WHERE event_id = %(event_id)s
+ORDER BY part;
+
+-- name: make_event_reports_due
+-- `reports send --event`: now, whatever the readings say.
+UPDATE reports
+SET status = 'due', due_reason = coalesce(due_reason, 'manual'), due_at = coalesce(due_at, %(now)s),
+    next_attempt_at = %(now)s, updated_at = %(now)s
+WHERE event_id = %(event_id)s AND status IN ('pending', 'due', 'retrying', 'rejected')
+RETURNING id, part;
+
+-- name: reset_event_reports
+-- Back to one report to be built again (a rejected report none of whose parts reached Spark):
+-- its payloads and further parts go, part 1 is due without a body.
+WITH dropped_payloads AS (
+    DELETE FROM report_payloads WHERE event_id = %(event_id)s RETURNING 1
+), dropped_parts AS (
+    DELETE FROM reports WHERE event_id = %(event_id)s AND part > 1 RETURNING 1
+)
+UPDATE reports
+SET parts = 1, body = NULL, built_at = NULL, payload_count = NULL, point_count = NULL,
+    total_kwh = NULL, idempotency_key = NULL, status = 'due',
+    due_reason = coalesce(due_reason, 'manual'), due_at = coalesce(due_at, %(now)s),
+    next_attempt_at = %(now)s, rejected_status = NULL, rejection = NULL, updated_at = %(now)s
+WHERE event_id = %(event_id)s AND part = 1
+RETURNING id, (SELECT count(*) FROM dropped_parts) AS dropped_parts;
+
+-- name: take_spark_slot
+-- The next free slot in the shared schedule of Spark calls (real time, not the callers' "now").
+INSERT INTO spark_rate_limit (name, next_slot)
+VALUES ('spark', clock_timestamp() + %(interval)s)
+ON CONFLICT (name) DO UPDATE
+SET next_slot = greatest(spark_rate_limit.next_slot, clock_timestamp()) + %(interval)s
+RETURNING next_slot - %(interval)s AS slot, clock_timestamp() AS now;
+
+-- name: list_reports
+SELECT r.id, r.event_id, r.part, r.parts, r.month, r.status, r.due_reason, r.due_at,
+       r.first_period_start, r.last_period_end, r.payload_count, r.point_count, r.total_kwh,
+       r.attempts, r.ambiguous_attempts, r.next_attempt_at, r.last_error, r.spark_report_id,
+       r.spark_created_at, r.sent_at, r.rejected_status, r.rejection, r.missed_at, r.alerted_at,
+       ((r.month + interval '1 month')::timestamp AT TIME ZONE %(tz)s) + %(grace)s AS deadline,
+       (SELECT count(*) FROM report_attempts a
+        WHERE a.report_id = r.id AND a.outcome = 'accepted') AS accepted_attempts,
+       (SELECT count(*) FROM late_readings l WHERE l.event_id = r.event_id) AS late_readings
+FROM reports r
+WHERE (%(status)s::text IS NULL OR r.status = %(status)s)
+  AND (%(month)s::date IS NULL OR r.month = %(month)s)
+  AND (%(event_id)s::text IS NULL OR r.event_id = %(event_id)s)
+ORDER BY r.month, r.first_period_start, r.event_id, r.part
+LIMIT %(limit)s;
+
+-- name: event_report_bodies
+SELECT id, part, body, idempotency_key, built_at
+FROM reports
+WHERE event_id = %(event_id)s
+ORDER BY part;
+
+-- name: list_report_attempts
+SELECT report_id, attempt, started_at, finished_at, outcome, http_status, error, response,
+       spark_report_id
+FROM report_attempts
+WHERE report_id = ANY (%(report_ids)s)
+ORDER BY report_id, attempt;
+
+-- name: late_readings_of_event
+SELECT resource_id, location_id, start_at, end_at, kwh, kwh_in_event, change, batch_id,
+       recorded_at
+FROM late_readings
+WHERE event_id = %(event_id)s
+ORDER BY recorded_at, id
+LIMIT %(limit)s;
+
+-- name: late_readings_summary
+SELECT count(*) AS readings, coalesce(sum(kwh_in_event), 0) AS kwh_in_event,
+       min(recorded_at) AS first_recorded_at, max(recorded_at) AS last_recorded_at
+FROM late_readings
+WHERE event_id = %(event_id)s;
+
+-- name: report_deadlines
+-- Per month with something not yet final: counts per status and the deadline.
+SELECT r.month,
+       ((r.month + interval '1 month')::timestamp AT TIME ZONE %(tz)s) + %(grace)s AS deadline,
+       (r.month + interval '1 month' - interval '12 hours')::timestamp AT TIME ZONE %(tz)s
+           AS final_sweeps_from,
+       count(*) FILTER (WHERE r.status = 'pending') AS pending,
+       count(*) FILTER (WHERE r.status = 'due') AS due,
+       count(*) FILTER (WHERE r.status = 'sending') AS sending,
+       count(*) FILTER (WHERE r.status = 'retrying') AS retrying,
+       count(*) FILTER (WHERE r.status = 'rejected') AS rejected,
+       count(*) FILTER (WHERE r.status = 'sent') AS sent,
+       count(*) FILTER (WHERE r.status = 'missed') AS missed,
+       count(*) FILTER (WHERE r.status = 'empty') AS empty
+FROM reports r
+WHERE r.month >= date_trunc('month', %(now)s AT TIME ZONE %(tz)s)::date - interval '1 month'
+   OR r.status IN ('pending', 'due', 'sending', 'retrying', 'rejected')
+GROUP BY r.month
+ORDER BY r.month;
+
+-- name: users_due_for_compensation
+-- Users with a sent report this month whose compensation was not fetched since
+-- %(fetched_before)s: a resource's user, or its location's.
+SELECT DISTINCT coalesce(res.user_id, loc.user_id) AS user_id
+FROM reports r
+JOIN report_payloads p ON p.event_id = r.event_id AND p.part = r.part
+LEFT JOIN resources res ON res.resource_id = p.resource_id
+LEFT JOIN locations loc ON loc.location_id = p.location_id
+WHERE r.month = %(month)s
+  AND r.status = 'sent'
+  AND coalesce(res.user_id, loc.user_id) IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM compensation_fetches f
+      WHERE f.user_id = coalesce(res.user_id, loc.user_id)
+        AND f.month = %(month)s
+        AND f.fetched_at >= %(fetched_before)s)
+ORDER BY 1
+LIMIT %(limit)s;
+
+-- name: replace_compensations
+-- A user's compensation for a month as Spark just gave it, replacing what was fetched before.
+WITH dropped AS (
+    DELETE FROM compensations WHERE user_id = %(user_id)s AND month = %(month)s RETURNING 1
+), added AS (
+    INSERT INTO compensations (
+        user_id, month, location_id, meter_point_ids, active_amount, blocked_amount,
+        currency, problems, fetched_at
+    )
+    SELECT %(user_id)s, %(month)s, c.location_id, c.meter_point_ids, c.active_amount,
+           c.blocked_amount, c.currency, c.problems, %(now)s
+    FROM jsonb_to_recordset(%(locations)s::jsonb) AS c(
+        location_id text, meter_point_ids text[], active_amount double precision,
+        blocked_amount double precision, currency text, problems jsonb)
+    RETURNING 1
+)
+INSERT INTO compensation_fetches (user_id, month, fetched_at, error)
+VALUES (%(user_id)s, %(month)s, %(now)s, NULL)
+ON CONFLICT (user_id, month) DO UPDATE
+SET fetched_at = EXCLUDED.fetched_at, error = NULL
+RETURNING (SELECT count(*) FROM added) AS locations, (SELECT count(*) FROM dropped) AS replaced;
+
+-- name: record_compensation_error
+INSERT INTO compensation_fetches (user_id, month, fetched_at, error)
+VALUES (%(user_id)s, %(month)s, %(now)s, %(error)s)
+ON CONFLICT (user_id, month) DO UPDATE
+SET fetched_at = EXCLUDED.fetched_at, error = EXCLUDED.error;
+
+-- name: list_compensations
+SELECT c.user_id, c.month, c.location_id, c.meter_point_ids, c.active_amount,
+       c.blocked_amount, c.currency, c.problems, c.fetched_at
+FROM compensations c
+WHERE c.month = %(month)s
+  AND (%(user_id)s::text IS NULL OR c.user_id = %(user_id)s)
+ORDER BY c.user_id, c.location_id;
+
+-- name: list_compensation_errors
+SELECT user_id, month, fetched_at, error
+FROM compensation_fetches
+WHERE month = %(month)s AND error IS NOT NULL
+ORDER BY user_id;
+
+-- name: month_reports_of_user
+-- For deleting a user: the kWh its sent reports of a month carried, and its reports of that
+-- month not final yet (not built: a pending curve naming one of its resources; built: a
+-- part with one of its payloads).
+WITH mine AS (
+    SELECT resource_id FROM resources WHERE user_id = %(user_id)s
+), month_reports AS (
+    SELECT * FROM reports WHERE month = %(month)s
+)
+SELECT
+    (SELECT coalesce(sum(p.kwh), 0)
+     FROM month_reports r
+     JOIN report_payloads p ON p.event_id = r.event_id AND p.part = r.part
+     JOIN mine m ON m.resource_id = p.resource_id
+     WHERE r.status = 'sent') AS kwh,
+    (SELECT count(*)
+     FROM month_reports r
+     WHERE r.status IN ('pending', 'due', 'sending', 'retrying', 'rejected')
+       AND CASE
+               WHEN r.body IS NULL THEN EXISTS (
+                   SELECT 1 FROM price_curve_targets t JOIN mine m USING (resource_id)
+                   WHERE t.event_id = r.event_id)
+               ELSE EXISTS (
+                   SELECT 1 FROM report_payloads p JOIN mine m USING (resource_id)
+                   WHERE p.event_id = r.event_id AND p.part = r.part)
+           END) AS pending;
+
+-- name: reports_waiting_for_readings
+-- Whether a pending report (or a curve not planned yet) has ended and settled, so that new
+-- readings may complete it: then storing readings is followed by a sweep.
+SELECT EXISTS (
+           SELECT 1 FROM reports
+           WHERE status = 'pending' AND last_period_end + %(settle)s <= %(now)s)
+       OR EXISTS (
+           SELECT 1 FROM price_curves c
+           WHERE c.target_count > 0
+             AND c.last_period_end + %(settle)s <= %(now)s
+             AND c.last_period_end > %(now)s - interval '62 days'
+             AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.event_id = c.event_id))
+       AS waiting;
+
+-- name: set_local_setting
+-- A planner or memory setting for the rest of this transaction only.
+SELECT set_config(%(name)s, %(value)s, true);

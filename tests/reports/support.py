@@ -1,0 +1,237 @@
+"""What the reports and consumption tests share: curves made by the sandbox and stored the way
+the worker stores them, readings, the CLI, the sandbox's record of reports, worker tasks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from celery import Celery
+from click.testing import Result
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from sandbox.simulation import PriceCurveRequest
+from sandbox.state import Event
+from shared.db import connect, fetch_one
+from tests.fixtures.sandbox import SandboxHandle
+from tests.worker.cli import run
+from worker.curves.payload import parse_curve
+from worker.curves.store import store_curve
+
+OSLO = ZoneInfo("Europe/Oslo")
+HOUR = timedelta(hours=1)
+READING_HEADER = ("resourceId", "locationId", "start", "end", "kWh", "readingId")
+
+
+def spark_env(sandbox: SandboxHandle, **extra: str) -> dict[str, str]:
+    return {
+        "SPARK_API_URL": sandbox.base_url,
+        "SPARK_TOKEN_URL": sandbox.token_url,
+        "SPARK_CLIENT_ID": sandbox.client_id,
+        "SPARK_CLIENT_SECRET": sandbox.client_secret,
+        "SPARK_TIMEZONE": "Europe/Oslo",
+        **extra,
+    }
+
+
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=OSLO)
+
+
+def utc(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat()
+
+
+def hours_of_local_day(day: datetime) -> list[datetime]:
+    """The UTC starts of every hour of a local day: 23, 24 or 25 of them."""
+    midnight = day.replace(hour=0, minute=0)
+    start, end = midnight.astimezone(UTC), (midnight + timedelta(days=1)).astimezone(UTC)
+    return [start + HOUR * n for n in range(int((end - start) / HOUR))]
+
+
+def simulate_curve(
+    sandbox: SandboxHandle,
+    targets: Sequence[tuple[str, str]],
+    starts: Sequence[datetime],
+    *,
+    created_at: datetime,
+    price: float = -0.5,
+) -> Event:
+    """A PriceCurve event made by the sandbox at `created_at` (its clock is set, frozen)."""
+    sandbox.control.set_clock(created_at.astimezone(UTC), frozen=True)
+    request = PriceCurveRequest(
+        targets=[{"resourceId": r, "locationId": loc} for r, loc in targets],
+        delta={
+            "points": [
+                {"price": price, "timestamp": start.astimezone(UTC).isoformat()} for start in starts
+            ],
+            "resolution": "01:00:00",
+            "energyUnit": "kWh",
+            "currency": "NOK",
+        },
+        price_area="NO1",
+    )
+    return sandbox.sandbox.simulate_price_curve(request)
+
+
+def store_event_curve(database_url: str, event: Event) -> None:
+    """Store a sandbox event as the worker's ingest does: the inbox row, then the curve."""
+    payload = event.payload
+    with connect(database_url) as conn, conn.transaction():
+        fetch_one(
+            conn,
+            "insert_event",
+            {
+                "event_id": event.event_id,
+                "notification_type": "PriceCurveCreated",
+                "payload_type": "PriceCurve",
+                "event_created_at": event.created_at,
+                "payload": Jsonb(payload),
+                "raw_body": json.dumps(event.to_api()).encode(),
+                "received_at": event.created_at,
+                "source": "poll",
+            },
+        )
+        curve = parse_curve(payload, created_at=event.created_at, timezone=OSLO)
+        store_curve(conn, event.event_id, curve, now=event.created_at)
+
+
+def curve(
+    sandbox: SandboxHandle,
+    database_url: str,
+    targets: Sequence[tuple[str, str]],
+    starts: Sequence[datetime],
+    *,
+    created_at: datetime,
+    price: float = -0.5,
+) -> Event:
+    event = simulate_curve(sandbox, targets, starts, created_at=created_at, price=price)
+    store_event_curve(database_url, event)
+    return event
+
+
+def reading(
+    resource_id: str,
+    start: datetime,
+    end: datetime,
+    kwh: float,
+    *,
+    location_id: str | None = None,
+    reading_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "resourceId": resource_id,
+        "locationId": location_id,
+        "start": utc(start),
+        "end": utc(end),
+        "kWh": kwh,
+        "readingId": reading_id,
+    }
+
+
+def write_readings(path: Path, readings: Iterable[dict[str, Any]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(READING_HEADER)
+        for item in readings:
+            writer.writerow(
+                ["" if item.get(name) is None else item[name] for name in READING_HEADER]
+            )
+    return path
+
+
+def cli(database_url: str, *args: str, sandbox: SandboxHandle | None = None, **env: str) -> Result:
+    base = spark_env(sandbox) if sandbox else {"SPARK_TIMEZONE": "Europe/Oslo"}
+    return run(database_url, *args, **{**base, **env})
+
+
+def cli_json(
+    database_url: str, *args: str, sandbox: SandboxHandle | None = None, **env: str
+) -> Any:
+    result = cli(database_url, *args, "--json", sandbox=sandbox, **env)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def import_readings(
+    database_url: str, path: Path, *, now: datetime, sandbox: SandboxHandle | None = None
+) -> Any:
+    return cli_json(
+        database_url, "consumption", "import", str(path), "--now", utc(now), sandbox=sandbox
+    )
+
+
+def rows(database_url: str, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def execute(database_url: str, sql: str, params: Any = None) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute(sql, params)
+
+
+def report_rows(database_url: str, event_id: str | None = None) -> list[dict[str, Any]]:
+    return rows(
+        database_url,
+        "SELECT * FROM reports WHERE %(event_id)s::text IS NULL OR event_id = %(event_id)s"
+        " ORDER BY event_id, part",
+        {"event_id": event_id},
+    )
+
+
+def accepted_reports(sandbox: SandboxHandle, event_id: str | None = None) -> dict[str, Any]:
+    """The sandbox's record: {"reports": [...], "countsByEventId": {...}, "lostAnswers": n}."""
+    params = {"eventId": event_id} if event_id else None
+    response = sandbox.http.get(sandbox.control.url + "/reports", params=params, timeout=10)
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
+
+
+def set_report_faults(sandbox: SandboxHandle, **faults: Any) -> dict[str, Any]:
+    response = sandbox.http.post(sandbox.control.url + "/reports/faults", json=faults, timeout=10)
+    assert response.status_code == 200, response.text
+    view: dict[str, Any] = response.json()
+    return view
+
+
+def points_of(body: dict[str, Any], resource_id: str) -> list[dict[str, Any]]:
+    (payload,) = [p for p in body["payloads"] if p["resourceId"] == resource_id]
+    points: list[dict[str, Any]] = payload.get("points") or payload.get("curvePoints")
+    return points
+
+
+class Tasks:
+    """Sends tasks to the test's worker, as beat or partner code would."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.app = Celery("tests", broker=redis_url, set_as_current=False)
+        self.app.conf.update(task_serializer="json", accept_content=["json"])
+
+    def send(self, name: str, queue: str = "spark", **kwargs: Any) -> str:
+        task_id = str(uuid.uuid4())
+        self.app.send_task(name, kwargs=kwargs, queue=queue, task_id=task_id)
+        return task_id
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,174 @@
+"""One reading, and checking readings as they come in (JSON from the API or a task, rows of a
+CSV file), with an error per field.
+
+A reading is `{resourceId, locationId?, start, end, kWh, readingId?}`: the energy in kWh a
+resource used in [start, end). Times are ISO 8601 with `Z` or a `±hh:mm` offset, never
+without one. These rules are also checked, set-wise, in `merge_staged_readings`
+(shared/db/consumption.sql); a file's rows are checked there first and here only when that
+check cannot name the bad row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+# The task that stores readings: the ingress enqueues it, partner code may too.
+INGEST_READINGS_TASK = "consumption.ingest_readings"
+
+FIELDS = ("resourceId", "locationId", "start", "end", "kWh", "readingId")
+REQUIRED = ("resourceId", "start", "end", "kWh")
+# UTF-8 bytes, as PostgreSQL counts them cheaply (octet_length).
+MAX_ID_BYTES = 200
+# Long enough for any meter interval or charging session; bounded so that the readings that
+# may overlap a period are found by an index range (see consumption_bounds).
+MAX_SPAN = timedelta(days=31)
+
+FieldErrors = dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Reading:
+    resource_id: str
+    location_id: str | None
+    start: datetime
+    end: datetime
+    kwh: float
+    reading_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "resourceId": self.resource_id,
+            "locationId": self.location_id,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "kWh": self.kwh,
+            "readingId": self.reading_id,
+        }
+
+    def copy_row(self) -> tuple[str, str | None, str, str, str, str | None]:
+        """The reading as text for `staged_readings`: resource, location, start, end, kWh, id."""
+        return (
+            self.resource_id,
+            self.location_id,
+            self.start.isoformat(),
+            self.end.isoformat(),
+            repr(self.kwh),
+            self.reading_id,
+        )
+
+
+def parse_time(value: str) -> datetime:
+    """ISO 8601 date and time with `Z` or `±hh:mm`; ValueError otherwise."""
+    has_offset = value.endswith("Z") or (len(value) >= 6 and value[-6] in "+-" and value[-3] == ":")
+    if len(value) < 16 or value[10] not in "T " or not has_offset:
+        raise ValueError("must be an ISO 8601 date and time with Z or a ±hh:mm offset")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("is not a valid date and time") from None
+    return parsed.astimezone(UTC)
+
+
+def parse_kwh(value: Any) -> float:
+    """A number from JSON, or the text of one from a file; finite and 0 or more."""
+    if isinstance(value, str):
+        text = value.strip()
+        # float() takes "1_000" and PostgreSQL does not: the file path must agree with this.
+        if not text or "_" in text:
+            raise ValueError("must be a number")
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError("must be a number") from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise ValueError("must be a number")
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("must be a finite number, 0 or more")
+    return number
+
+
+def _identifier(item: Mapping[str, Any], name: str, errors: FieldErrors) -> str | None:
+    value = item.get(name)
+    if value is None or value == "":
+        if name in REQUIRED:
+            errors[name] = ["is required"]
+        return None
+    if not isinstance(value, str):
+        errors[name] = ["must be a string"]
+        return None
+    if len(value.encode("utf-8")) > MAX_ID_BYTES:
+        errors[name] = [f"is longer than {MAX_ID_BYTES} bytes"]
+        return None
+    return value
+
+
+def _time(item: Mapping[str, Any], name: str, errors: FieldErrors) -> datetime | None:
+    value = item.get(name)
+    if value is None or value == "":
+        errors[name] = ["is required"]
+        return None
+    if not isinstance(value, str):
+        errors[name] = ["must be a string"]
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        errors[name] = [str(exc)]
+        return None
+
+
+def check_reading(item: Any) -> tuple[Reading | None, FieldErrors]:
+    """The reading, or the errors per field (camelCase names) that keep it from being one."""
+    if not isinstance(item, Mapping):
+        return None, {"_schema": ["a reading must be an object"]}
+    errors: FieldErrors = {}
+    unknown = sorted(str(key) for key in item if key not in FIELDS)
+    for key in unknown:
+        errors[key] = ["is not a field of a reading"]
+    resource_id = _identifier(item, "resourceId", errors)
+    location_id = _identifier(item, "locationId", errors)
+    reading_id = _identifier(item, "readingId", errors)
+    start = _time(item, "start", errors)
+    end = _time(item, "end", errors)
+    kwh: float | None = None
+    if item.get("kWh") is None or item.get("kWh") == "":
+        errors["kWh"] = ["is required"]
+    else:
+        try:
+            kwh = parse_kwh(item["kWh"])
+        except ValueError as exc:
+            errors["kWh"] = [str(exc)]
+    if start is not None and end is not None:
+        if end <= start:
+            errors.setdefault("end", []).append("must be after start")
+        elif end - start > MAX_SPAN:
+            errors.setdefault("end", []).append("a reading may span at most 31 days")
+    if errors or resource_id is None or start is None or end is None or kwh is None:
+        return None, errors
+    return Reading(resource_id, location_id, start, end, kwh, reading_id), {}
+
+
+def check_readings(items: Iterable[Any]) -> tuple[list[Reading], dict[str, FieldErrors]]:
+    """The readings, and the errors of those that are not, keyed by their index as text."""
+    readings: list[Reading] = []
+    errors: dict[str, FieldErrors] = {}
+    for index, item in enumerate(items):
+        reading, problems = check_reading(item)
+        if reading is None:
+            errors[str(index)] = problems
+        else:
+            readings.append(reading)
+    return readings, errors
+
+
+def describe(errors: FieldErrors) -> str:
+    """Field errors as one line, for a row of a file."""
+    return "; ".join(
+        f"{name} {message}" for name, messages in errors.items() for message in messages
+    )

@@ -1,0 +1,81 @@
+"""The task that stores readings, for the ingress (`POST /consumption`) and for partner code.
+
+Partner code queues readings with any Celery client, on the ingest queue:
+
+    app.send_task(
+        "consumption.ingest_readings",
+        kwargs={"readings": [{"resourceId": "ev-1", "locationId": "home-1",
+                              "start": "2026-03-04T10:00:00Z", "end": "2026-03-04T11:00:00Z",
+                              "kWh": 7.2, "readingId": "session-881"}]},
+        queue="ingest",
+    )
+
+The task id is the batch id unless `batch_id` is given: a message delivered twice stores its
+readings once. Readings that fail the checks are counted and reported in the batch
+(`spark-partner consumption batches`) and the rest is stored. `now` (ISO 8601) stands in for
+the current time, for tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+
+from shared.db import connection
+from shared.queues import INGEST_QUEUE, SPARK_QUEUE
+from shared.timeutil import parse_spark_datetime, utcnow
+from worker.app import RELIABLE_TASK_OPTIONS, app, current_settings
+from worker.consumption.readings import INGEST_READINGS_TASK, check_readings, describe
+from worker.consumption.store import RowError, batch_stored, open_batch, store_readings
+from worker.reports.ledger import ReportRules, waiting_for_readings
+from worker.reports.tasks import SWEEP_TASK
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("api", "file", "task")
+
+
+@app.task(
+    name=INGEST_READINGS_TASK,
+    bind=True,
+    queue=INGEST_QUEUE,
+    time_limit=240,
+    soft_time_limit=210,
+    **{**RELIABLE_TASK_OPTIONS, "max_retries": 50, "default_retry_delay": 10},
+)
+def ingest_readings(
+    self: Task,
+    *,
+    readings: list[Any],
+    batch_id: str | None = None,
+    source: str = "task",
+    received_at: str | None = None,
+    now: str | None = None,
+) -> dict[str, Any]:
+    when = parse_spark_datetime(now) if now else utcnow()
+    received = parse_spark_datetime(received_at) if received_at else when
+    batch = batch_id or str(self.request.id)
+    if source not in SOURCES:
+        source = "task"
+    checked, errors = check_readings(readings)
+    rejected = [RowError(int(index) + 1, describe(problems)) for index, problems in errors.items()]
+    settings = current_settings()
+    rules = ReportRules.from_settings(settings)
+    with connection(settings.database_url) as conn:
+        if not open_batch(conn, batch, source=source, received_at=received) and batch_stored(
+            conn, batch
+        ):
+            log.info("readings batch %s was stored before; nothing to do", batch)
+            return {"batchId": batch, "alreadyStored": True}
+        result = store_readings(conn, checked, batch_id=batch, now=when, rejected=rejected)
+        wake = (result.inserted or result.replaced) and waiting_for_readings(conn, rules, now=when)
+    if result.rejected:
+        log.warning("readings batch %s: %d of %d rejected", batch, result.rejected, result.readings)
+    if result.late:
+        log.warning("readings batch %s: %d reading(s) came after their report", batch, result.late)
+    if wake:
+        # A report waiting for these readings may be complete now.
+        app.send_task(SWEEP_TASK, kwargs={"now": now}, queue=SPARK_QUEUE)
+    return result.to_json()

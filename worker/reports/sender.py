@@ -1,0 +1,394 @@
+"""Sending reports: one claimed report, one POST, Spark's answer recorded.
+
+1. Claim the next due report (or a given one) with FOR UPDATE SKIP LOCKED and a lease; build
+   its body on its first attempt (worker.reports.builder); record the attempt. Commit.
+2. Take a slot in the shared schedule of Spark calls (SPARK_RATE_LIMIT), then POST it once:
+   the client's own retries are off, because a retry there would be a second report that
+   the ledger never saw.
+3. Record the answer:
+   - 2xx: sent, with Spark's report id and time;
+   - 4xx: rejected with Spark's message (fixable; `reports send --event` sends it again);
+   - 429, 5xx, an unusable token, no connection: retrying, after a full-jitter backoff that
+     is never shorter than Retry-After;
+   - no answer (connection dropped or timed out after the request went out): retrying, and
+     the attempt is ambiguous (see the policy in `worker.reports`).
+   If the worker dies before this step, the lease runs out and the sweep takes the report
+   back as ambiguous.
+
+Every time is the caller's `now`, so tests decide what time it is; only the rate limit and
+the HTTP timeouts run on real time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from urllib3.exceptions import NewConnectionError
+
+from shared.config import Settings
+from shared.db import Connection, execute, fetch_one
+from shared.spark_api import (
+    SparkAuthError,
+    SparkClient,
+    SparkError,
+    SparkHTTPError,
+    SparkUnavailable,
+)
+from shared.timeutil import parse_spark_datetime
+from worker.reports.builder import build_report
+from worker.reports.ledger import ReportRules
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Longer than one attempt can take (connect and read timeouts, a wait for a rate slot):
+# a lease that runs out means the sender is gone.
+LEASE = timedelta(minutes=3)
+BACKOFF_BASE_SECONDS = 2.0
+# Below the broker's visibility timeout, so a delayed retry task is never delivered twice.
+BACKOFF_MAX_SECONDS = 600.0
+# Statuses after which the report may well have been stored (a gateway gave up waiting).
+AMBIGUOUS_STATUSES = (502, 504)
+_jitter = random.SystemRandom()
+
+
+class ReportClient(SparkClient):
+    """The Spark client, sending each report with a stable Idempotency-Key header.
+
+    SparkClient has no way to add a header to one request; this is the one place that needs
+    it. Spark does not document the header; a server that ignores it loses nothing.
+    """
+
+    _idempotency_key: str | None = None
+
+    def post_report(self, body: Any, idempotency_key: str) -> requests.Response:
+        self._idempotency_key = idempotency_key
+        try:
+            return self.request("POST", "/reports", json=body, retry=False)
+        finally:
+            self._idempotency_key = None
+
+    def _call(
+        self, method: str, path: str, params: dict[str, Any] | None, json: Any
+    ) -> requests.Response:
+        if self._idempotency_key is None:
+            return super()._call(method, path, params, json)
+        response: requests.Response = self._session.request(
+            method,
+            self.api_url + path,
+            params=params,
+            json=json,
+            headers={IDEMPOTENCY_HEADER: self._idempotency_key},
+            timeout=self.timeout,
+            allow_redirects=False,
+        )
+        return response
+
+
+def report_client(settings: Settings) -> ReportClient:
+    """A ReportClient for the configured Spark (ConfigError when it is not configured)."""
+    client = ReportClient.from_settings(settings)
+    if not isinstance(client, ReportClient):
+        raise TypeError("SparkClient.from_settings did not build a ReportClient")
+    return client
+
+
+class RateLimiter:
+    """Spark calls at most `rate` per second across every process: each call takes the next
+    slot of a schedule kept in PostgreSQL and sleeps until it."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = timedelta(seconds=1 / rate)
+
+    def wait(self, conn: Connection) -> float:
+        with conn.transaction():
+            row = fetch_one(conn, "take_spark_slot", {"interval": self.interval})
+        if row is None:
+            return 0.0
+        delay: float = (row["slot"] - row["now"]).total_seconds()
+        if delay > 0:
+            time.sleep(delay)
+        return max(delay, 0.0)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one POST came to."""
+
+    # accepted | rejected | failed | unknown (the attempt's outcome in report_attempts)
+    outcome: str
+    http_status: int | None = None
+    error: str | None = None
+    response: str | None = None
+    spark_report_id: str | None = None
+    spark_created_at: datetime | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class SendResult:
+    report_id: int
+    event_id: str
+    part: int
+    attempt: int
+    # sent | rejected | retrying | empty | lost (the row moved on while this attempt ran)
+    status: str
+    retry_at: datetime | None = None
+    error: str | None = None
+    ambiguous: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reportId": self.report_id,
+            "eventId": self.event_id,
+            "part": self.part,
+            "attempt": self.attempt,
+            "status": self.status,
+            "retryAt": None if self.retry_at is None else self.retry_at.isoformat(),
+            "error": self.error,
+            "ambiguous": self.ambiguous,
+        }
+
+
+def backoff(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds before the next attempt: full jitter up to BASE * 2**(attempt - 1), at least
+    what Retry-After asked, at most BACKOFF_MAX_SECONDS."""
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(attempt - 1, 20))
+    delay = _jitter.uniform(0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, BACKOFF_MAX_SECONDS)
+
+
+def post(client: ReportClient, body_text: str, idempotency_key: str) -> Answer:
+    try:
+        response = client.post_report(json.loads(body_text), idempotency_key)
+    except SparkHTTPError as exc:
+        return _http_failure(exc)
+    except SparkUnavailable as exc:
+        if _never_sent(exc):
+            return Answer("failed", error=str(exc))
+        return Answer("unknown", error=f"no answer: {exc}")
+    except SparkError as exc:
+        return Answer("failed", error=str(exc))
+    text = response.text
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    report_id = answer.get("id") if isinstance(answer, dict) else None
+    created = answer.get("createdAt") if isinstance(answer, dict) else None
+    try:
+        created_at = parse_spark_datetime(created) if isinstance(created, str) else None
+    except ValueError:
+        created_at = None
+    return Answer(
+        "accepted",
+        http_status=response.status_code,
+        response=text[:2000],
+        spark_report_id=str(report_id) if report_id is not None else None,
+        spark_created_at=created_at,
+    )
+
+
+def _http_failure(exc: SparkHTTPError) -> Answer:
+    body = exc.body.strip()[:2000]
+    if isinstance(exc, SparkAuthError):
+        # The token endpoint refused: nothing reached /reports.
+        return Answer("failed", http_status=exc.status, error=str(exc), response=body)
+    if exc.status in AMBIGUOUS_STATUSES:
+        return Answer("unknown", http_status=exc.status, error=str(exc), response=body)
+    if exc.retryable or exc.status in (401, 403, 408):
+        return Answer(
+            "failed",
+            http_status=exc.status,
+            error=str(exc),
+            response=body,
+            retry_after=exc.retry_after,
+        )
+    return Answer("rejected", http_status=exc.status, error=str(exc), response=body)
+
+
+def _never_sent(exc: SparkUnavailable) -> bool:
+    """The connection was never made, so the request cannot have reached Spark."""
+    cause = exc.__cause__
+    if isinstance(cause, requests.ConnectTimeout):
+        return True
+    if isinstance(cause, requests.ConnectionError):
+        reason = getattr(cause.args[0], "reason", None) if cause.args else None
+        return isinstance(reason, NewConnectionError)
+    return False
+
+
+def send_one(
+    conn: Connection,
+    client: ReportClient,
+    rules: ReportRules,
+    limiter: RateLimiter,
+    *,
+    now: datetime,
+    report_id: int | None = None,
+    event_id: str | None = None,
+) -> SendResult | None:
+    """Claim, build if needed, send and record one report (the given one, or one of the given
+    event's, or the next due); None when nothing is due."""
+    params = rules.params(now, report_id=report_id, event_id=event_id, lease_until=now + LEASE)
+    with conn.transaction():
+        claimed = fetch_one(conn, "claim_report", params)
+        if claimed is None:
+            return None
+        claimed_id = int(claimed["id"])
+        claimed_event: str = claimed["event_id"]
+        attempt = int(claimed["attempts"])
+        if not claimed["built"]:
+            parts = build_report(conn, claimed_id, claimed_event, rules, now=now)
+            if not parts:
+                execute(conn, "mark_report_empty", {"id": claimed_id, "now": now})
+                log.info(
+                    "event %s: no target used energy in its periods; nothing to report",
+                    claimed_event,
+                )
+                return SendResult(claimed_id, claimed_event, 1, attempt - 1, "empty")
+            if len(parts) > 1:
+                log.info(
+                    "event %s: %d payloads, split into %d reports of at most %d",
+                    claimed_event,
+                    sum(part.payloads for part in parts),
+                    len(parts),
+                    rules.max_payloads,
+                )
+        execute(conn, "start_report_attempt", {"id": claimed_id, "attempt": attempt, "now": now})
+        row = fetch_one(conn, "report_to_send", {"id": claimed_id})
+    if row is None:
+        raise RuntimeError(f"report {claimed_id} vanished after its claim")
+    limiter.wait(conn)
+    answer = post(client, row["body"], row["idempotency_key"])
+    return _record(conn, row, attempt, answer, now=now)
+
+
+def _record(
+    conn: Connection, row: Any, attempt: int, answer: Answer, *, now: datetime
+) -> SendResult:
+    report_id, event_id, part = int(row["id"]), row["event_id"], int(row["part"])
+    ids = {"id": report_id, "attempt": attempt, "now": now}
+    with conn.transaction():
+        execute(
+            conn,
+            "finish_report_attempt",
+            {
+                **ids,
+                "outcome": answer.outcome,
+                "http_status": answer.http_status,
+                "error": answer.error,
+                "response": answer.response,
+                "spark_report_id": answer.spark_report_id,
+            },
+        )
+        if answer.outcome == "accepted":
+            updated = fetch_one(
+                conn,
+                "record_report_accepted",
+                {
+                    **ids,
+                    "spark_report_id": answer.spark_report_id,
+                    "spark_created_at": answer.spark_created_at,
+                },
+            )
+            status = "sent"
+        elif answer.outcome == "rejected":
+            updated = fetch_one(
+                conn,
+                "record_report_rejected",
+                {
+                    **ids,
+                    "http_status": answer.http_status,
+                    "message": answer.response,
+                    "error": answer.error,
+                },
+            )
+            status = "rejected"
+        else:
+            retry_at = now + timedelta(seconds=backoff(attempt, answer.retry_after))
+            updated = fetch_one(
+                conn,
+                "record_report_retry",
+                {
+                    **ids,
+                    "next_attempt_at": retry_at,
+                    "error": answer.error,
+                    "ambiguous": answer.outcome == "unknown",
+                },
+            )
+            status = "retrying"
+    if updated is None:
+        log.warning(
+            "report %s attempt %s ended %s after the report had moved on (lease expired?)",
+            report_id,
+            attempt,
+            answer.outcome,
+        )
+        return SendResult(report_id, event_id, part, attempt, "lost", error=answer.error)
+    if status == "sent":
+        log.info("event %s part %s sent as Spark report %s", event_id, part, answer.spark_report_id)
+        return SendResult(report_id, event_id, part, attempt, "sent")
+    if status == "rejected":
+        log.error(
+            "event %s part %s rejected by Spark (%s): %s",
+            event_id,
+            part,
+            answer.http_status,
+            answer.response,
+        )
+        return SendResult(report_id, event_id, part, attempt, "rejected", error=answer.response)
+    log.warning(
+        "event %s part %s attempt %s %s: %s; next attempt at %s",
+        event_id,
+        part,
+        attempt,
+        answer.outcome,
+        answer.error,
+        retry_at.isoformat(),
+    )
+    return SendResult(
+        report_id,
+        event_id,
+        part,
+        attempt,
+        "retrying",
+        retry_at=retry_at,
+        error=answer.error,
+        ambiguous=answer.outcome == "unknown",
+    )
+
+
+def send_due(
+    conn: Connection,
+    client: ReportClient,
+    rules: ReportRules,
+    limiter: RateLimiter,
+    *,
+    now: datetime,
+    report_id: int | None = None,
+    event_id: str | None = None,
+    deadline: float | None = None,
+) -> list[SendResult]:
+    """Send due reports (all, or the given one, or the given event's) until none is left,
+    or until the monotonic `deadline`."""
+    results: list[SendResult] = []
+    while deadline is None or time.monotonic() < deadline:
+        result = send_one(
+            conn, client, rules, limiter, now=now, report_id=report_id, event_id=event_id
+        )
+        if result is None:
+            break
+        results.append(result)
+        if report_id is not None:
+            break
+    return results

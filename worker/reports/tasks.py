@@ -1,0 +1,174 @@
+"""Tasks of the reports domain. Beat triggers them (worker/schedule.py); what is due, missed
+or final is decided in PostgreSQL from `now`, which every task takes as an ISO 8601 string
+for tests and defaults to the current time.
+
+- `reports.sweep`: the sweep (worker.reports.ledger), then send what is due, for a bounded
+  time; goes on in a new task when more is due. Hourly, and after new readings that may
+  complete a report.
+- `reports.send_report`: one report; the retry of a failed attempt, queued with its backoff
+  as countdown (and, when `now` was given, that much later as its `now`).
+- `reports.fetch_compensation`: Spark's compensation feedback, daily.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.config import Settings
+from shared.db import connection
+from shared.queues import SPARK_QUEUE
+from shared.timeutil import isoformat_utc, parse_spark_datetime, utcnow
+from worker.app import RELIABLE_TASK_OPTIONS, app, current_settings
+from worker.reports import compensation, ledger, sender
+from worker.reports.ledger import ReportRules
+from worker.reports.sender import RateLimiter, ReportClient, SendResult
+
+log = logging.getLogger(__name__)
+
+SWEEP_TASK = "reports.sweep"
+SEND_REPORT_TASK = "reports.send_report"
+COMPENSATION_TASK = "reports.fetch_compensation"
+
+TIME_LIMIT = 300
+# A run stops sending well inside its time limit and hands the rest to a new run.
+SEND_BUDGET_SECONDS = 200
+
+# One client per worker process: its token is reused by every task the process runs.
+_clients: dict[str, ReportClient] = {}
+
+
+def _client(settings: Settings) -> ReportClient:
+    key = settings.spark_api_url or ""
+    client = _clients.get(key)
+    if client is None:
+        client = sender.report_client(settings)
+        _clients[key] = client
+    return client
+
+
+def _now(now: str | None) -> datetime:
+    return parse_spark_datetime(now) if now else utcnow()
+
+
+def _follow_up(results: list[SendResult], *, now: datetime, explicit_now: bool) -> int:
+    """Queue the retry of each attempt that failed, for when its backoff ends."""
+    queued = 0
+    for result in results:
+        if result.status != "retrying" or result.retry_at is None:
+            continue
+        delay = max((result.retry_at - now).total_seconds(), 0.0)
+        if delay > sender.BACKOFF_MAX_SECONDS:
+            # The hourly sweep picks it up; a countdown this long would outlive the
+            # broker's visibility timeout.
+            continue
+        send_report.apply_async(
+            kwargs={
+                "report_id": result.report_id,
+                "now": isoformat_utc(result.retry_at) if explicit_now else None,
+            },
+            countdown=delay,
+            queue=SPARK_QUEUE,
+        )
+        queued += 1
+    return queued
+
+
+@app.task(
+    name=SWEEP_TASK,
+    queue=SPARK_QUEUE,
+    time_limit=TIME_LIMIT,
+    soft_time_limit=TIME_LIMIT - 30,
+    **{**RELIABLE_TASK_OPTIONS, "max_retries": 10},
+)
+def sweep_reports(*, now: str | None = None) -> dict[str, Any]:
+    when = _now(now)
+    settings = current_settings()
+    rules = ReportRules.from_settings(settings)
+    with connection(settings.database_url) as conn:
+        swept = ledger.sweep(conn, rules, now=when)
+        if not settings.spark_configured:
+            log.info("reports not sent: no Spark API configured")
+            return {"sweep": swept.to_json(), "sent": []}
+        budget_ends = time.monotonic() + SEND_BUDGET_SECONDS
+        results = sender.send_due(
+            conn,
+            _client(settings),
+            rules,
+            RateLimiter(rules.rate_limit),
+            now=when,
+            deadline=budget_ends,
+        )
+        more_due = ledger.next_attempt_at(conn)
+    follow_ups = _follow_up(results, now=when, explicit_now=now is not None)
+    if time.monotonic() >= budget_ends and more_due is not None and more_due <= when:
+        # Stopped by its budget with reports still due: go on now.
+        sweep_reports.apply_async(kwargs={"now": now}, queue=SPARK_QUEUE)
+    return {
+        "sweep": swept.to_json(),
+        "sent": [result.to_json() for result in results],
+        "followUps": follow_ups,
+    }
+
+
+@app.task(
+    name=SEND_REPORT_TASK,
+    queue=SPARK_QUEUE,
+    time_limit=TIME_LIMIT,
+    soft_time_limit=TIME_LIMIT - 30,
+    **{**RELIABLE_TASK_OPTIONS, "max_retries": 10},
+)
+def send_report(*, report_id: int, now: str | None = None) -> dict[str, Any]:
+    """Send report `report_id` if it is due (a retry whose backoff has ended)."""
+    when = _now(now)
+    settings = current_settings()
+    if not settings.spark_configured:
+        return {"sent": []}
+    rules = ReportRules.from_settings(settings)
+    with connection(settings.database_url) as conn:
+        results = sender.send_due(
+            conn,
+            _client(settings),
+            rules,
+            RateLimiter(rules.rate_limit),
+            now=when,
+            report_id=report_id,
+        )
+    follow_ups = _follow_up(results, now=when, explicit_now=now is not None)
+    return {"sent": [result.to_json() for result in results], "followUps": follow_ups}
+
+
+@app.task(
+    name=COMPENSATION_TASK,
+    queue=SPARK_QUEUE,
+    time_limit=TIME_LIMIT,
+    soft_time_limit=TIME_LIMIT - 30,
+    **{**RELIABLE_TASK_OPTIONS, "max_retries": 5},
+)
+def fetch_compensation(*, now: str | None = None) -> dict[str, Any]:
+    when = _now(now)
+    settings = current_settings()
+    if not settings.spark_configured:
+        return {"skipped": "Spark API not configured"}
+    rules = ReportRules.from_settings(settings)
+    with connection(settings.database_url) as conn:
+        run = compensation.fetch_compensations(
+            conn,
+            _client(settings),
+            rules,
+            RateLimiter(rules.rate_limit),
+            now=when,
+            deadline=time.monotonic() + SEND_BUDGET_SECONDS,
+        )
+    if run.more and run.stopped is None:
+        fetch_compensation.apply_async(kwargs={"now": now}, queue=SPARK_QUEUE)
+    elif run.more:
+        # Spark is failing: try again in a while rather than at once.
+        fetch_compensation.apply_async(
+            kwargs={"now": now},
+            countdown=timedelta(minutes=5).total_seconds(),
+            queue=SPARK_QUEUE,
+        )
+    return run.to_json()
