@@ -22,43 +22,21 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from shared.db import close_pools, connect
-from shared.db.migrate import upgrade
+from bench.support import fresh_database
+from shared.db import connect
 from worker.consumption.csv_import import import_csv
 
 TARGET_RATIO = 0.3
 START = datetime(2026, 3, 1, tzinfo=UTC)
 COLUMNS = "resource_id, location_id, start_at, end_at, kwh, reading_id"
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"sp_bench_consumption_{os.getpid()}"
-    parts = urlsplit(server_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        with connect(url) as conn:
-            upgrade(conn)
-        yield url
-    finally:
-        close_pools()
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def write_file(path: Path, resources: int, hours: int) -> int:
@@ -123,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as directory, fresh_database(args.database_url) as url:
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        fresh_database(args.database_url, "consumption") as url,
+    ):
         path = Path(directory) / "readings.csv"
         count = write_file(path, args.resources, args.hours)
         print(f"file: {count} readings, {path.stat().st_size / 1e6:.1f} MB")

@@ -30,42 +30,21 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as wall_time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import psycopg
 import redis
 
-from shared.db import close_pools, connect
-from shared.db.migrate import upgrade
+from bench.support import fresh_database
+from shared.db import connect
 from shared.timeutil import format_spark_datetime
 
 DAY = date(2026, 3, 4)
 OSLO = ZoneInfo("Europe/Oslo")
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"sp_bench_curves_{os.getpid()}"
-    parts = urlsplit(server_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        with connect(url) as conn:
-            upgrade(conn)
-        yield url
-    finally:
-        close_pools()
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def checkpoint(database_url: str) -> None:
@@ -202,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 
     broker = redis.Redis.from_url(args.redis_url)
     try:
-        with fresh_database(args.database_url) as url:
+        with fresh_database(args.database_url, "curves") as url:
             copy_seconds = plain_copy(url, "baseline-event", targets)
             store_seconds, stored = store(url, raw)
             dispatch_seconds, sent = dispatch(url, args.batch_size)

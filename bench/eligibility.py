@@ -22,20 +22,17 @@ database there and drops it at the end.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from bench.support import fresh_database
 from sandbox.app import serve
 from sandbox.config import SandboxConfig
 from shared.db import connect
-from shared.db.migrate import upgrade
 from shared.spark_api import SparkClient
 from worker.eligibility.reconcile import ReconcileResult, reconcile_now
 
@@ -49,23 +46,6 @@ class Timed:
     label: str
     result: ReconcileResult
     total: float
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"sp_bench_eligibility_{os.getpid()}"
-    parts = urlsplit(server_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        with connect(url) as conn:
-            upgrade(conn)
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def checkpoint(database_url: str) -> None:
@@ -118,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             f"B5 eligibility reconcile: {len(user_ids):,} eligible users in the sandbox "
             f"(made in {time.perf_counter() - started:.1f} s)"
         )
-        database_url = stack.enter_context(fresh_database(args.database_url))
+        database_url = stack.enter_context(fresh_database(args.database_url, "eligibility"))
         client = stack.enter_context(
             SparkClient(server.base_url, server.token_url, CLIENT_ID, CLIENT_SECRET)
         )

@@ -22,20 +22,16 @@ result.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as wall_time
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import psycopg
 
-from shared.db import close_pools, connect, execute
-from shared.db.migrate import upgrade
+from bench.support import fresh_database
+from shared.db import connect, execute
 from worker.reports.builder import BUILD_WORK_MEM, build_report
 from worker.reports.ledger import ReportRules
 
@@ -56,24 +52,6 @@ SELECT count(*) AS rows, sum(kwh) AS kwh FROM (
     GROUP BY 1, 2, 3
 ) AS per_target_and_hour
 """
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"sp_bench_reports_{os.getpid()}"
-    parts = urlsplit(server_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        with connect(url) as conn:
-            upgrade(conn)
-        yield url
-    finally:
-        close_pools()
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def day_span() -> tuple[datetime, datetime]:
@@ -177,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rules = ReportRules(timezone=OSLO, max_payloads=args.max_payloads)
 
-    with fresh_database(args.database_url) as url:
+    with fresh_database(args.database_url, "reports") as url:
         began = time.perf_counter()
         load(url, args.targets)
         print(
