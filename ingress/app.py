@@ -93,7 +93,9 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Flask:
         except PublishError as exc:
             logger.error("webhook not queued, answering 503: %s (%d bytes)", exc, len(body))
             return _json(503, b'{"error":"queue unavailable"}')
-        logger.info(
+        # DEBUG, not INFO: the worker logs every task it receives by the same id, and a second
+        # line per webhook here is a measurable share of this hot path's CPU.
+        logger.debug(
             "webhook queued as task %s (%d bytes, %.1f ms)",
             task_id,
             len(body),
