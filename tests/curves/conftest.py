@@ -3,18 +3,13 @@ sandbox → signed webhook → the real ingress → Redis → a real worker → 
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from werkzeug.serving import make_server
 
-from ingress.app import create_app
-from ingress.publish import Publisher
-from shared.config import load_settings
 from tests.curves.control import control
 from tests.fixtures.sandbox import WEBHOOK_SECRET, SandboxHandle
-from tests.fixtures.services import WorkerProcess
+from tests.fixtures.services import IngressServer, WorkerProcess
 
 __all__ = ["control", "ingress_url", "pipeline", "spark_env"]
 
@@ -29,22 +24,9 @@ def spark_env(sandbox: SandboxHandle) -> dict[str, str]:
 
 
 @pytest.fixture
-def ingress_url(redis_url: str) -> Iterator[str]:
+def ingress_url(redis_url: str, start_ingress: Callable[..., IngressServer]) -> str:
     """The real ingress app on a free loopback port, queueing onto the test's Redis."""
-    settings = load_settings({"REDIS_URL": redis_url, "SPARK_WEBHOOK_SECRETS": WEBHOOK_SECRET})
-    publisher = Publisher(redis_url)
-    server = make_server("127.0.0.1", 0, create_app(settings, publisher), threaded=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}/webhooks/spark"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
-        publisher.close()
+    return start_ingress(redis_url, secret=WEBHOOK_SECRET).webhook_url
 
 
 @pytest.fixture

@@ -6,19 +6,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from werkzeug.serving import make_server
 
-from ingress.app import create_app
-from ingress.publish import Publisher
-from shared.config import load_settings
 from shared.db import Connection
 from tests.eligibility.support import (
     eligible_in_spark,
@@ -37,7 +32,7 @@ from tests.fixtures.sandbox import (
     WEBHOOK_SECRET,
     SandboxHandle,
 )
-from tests.fixtures.services import WorkerProcess
+from tests.fixtures.services import IngressServer, WorkerProcess
 from tests.waiting import wait_for
 from tests.worker.cli import run
 
@@ -47,22 +42,9 @@ SETTLE_SECONDS = 1.0
 
 
 @pytest.fixture
-def ingress_url(redis_url: str) -> Iterator[str]:
+def ingress_url(redis_url: str, start_ingress: Callable[..., IngressServer]) -> str:
     """The real ingress app on a free loopback port, queueing onto the test's Redis."""
-    settings = load_settings({"REDIS_URL": redis_url, "SPARK_WEBHOOK_SECRETS": WEBHOOK_SECRET})
-    publisher = Publisher(redis_url)
-    server = make_server("127.0.0.1", 0, create_app(settings, publisher), threaded=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}/webhooks/spark"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
-        publisher.close()
+    return start_ingress(redis_url, secret=WEBHOOK_SECRET).webhook_url
 
 
 @pytest.fixture
