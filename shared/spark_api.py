@@ -262,6 +262,7 @@ class SparkClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         retry: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> requests.Response:
         """Send one API call; return the 2xx response or raise a `SparkError`.
 
@@ -281,7 +282,7 @@ class SparkClient:
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
         try:
-            response: requests.Response = retrying(self._send, method, path, params, json)
+            response: requests.Response = retrying(self._send, method, path, params, json, headers)
         except _TRANSIENT_EXCEPTIONS as exc:
             raise SparkUnavailable(
                 f"Spark unreachable for {method} {path}: {type(exc).__name__}: {exc}"
@@ -354,29 +355,40 @@ class SparkClient:
     # -- internals --------------------------------------------------------------------------
 
     def _send(
-        self, method: str, path: str, params: dict[str, Any] | None, json: Any
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        json: Any,
+        headers: dict[str, str] | None,
     ) -> requests.Response:
         """One attempt. A 401 gets one fresh token and one resend; a second 401 is final
         (401 is not a retryable status, so no later attempt follows it)."""
         # authlib renews a token `leeway` seconds before it expires, but fetches no first one.
         if not self._session.token:
             self._fetch_token()
-        response = self._call(method, path, params, json)
+        response = self._call(method, path, params, json, headers)
         if response.status_code == 401:
             # Spark may revoke a token before its expiry; one fresh token settles which.
             response.close()
             self._fetch_token()
-            response = self._call(method, path, params, json)
+            response = self._call(method, path, params, json, headers)
         return response
 
     def _call(
-        self, method: str, path: str, params: dict[str, Any] | None, json: Any
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        json: Any,
+        headers: dict[str, str] | None,
     ) -> requests.Response:
         response: requests.Response = self._session.request(
             method,
             self.api_url + path,
             params=params,
             json=json,
+            headers=headers,
             timeout=self.timeout,
             allow_redirects=False,
         )

@@ -59,45 +59,9 @@ AMBIGUOUS_STATUSES = (502, 504)
 _jitter = random.SystemRandom()
 
 
-class ReportClient(SparkClient):
-    """The Spark client, sending each report with a stable Idempotency-Key header.
-
-    SparkClient has no way to add a header to one request; this is the one place that needs
-    it. Spark does not document the header; a server that ignores it loses nothing.
-    """
-
-    _idempotency_key: str | None = None
-
-    def post_report(self, body: Any, idempotency_key: str) -> requests.Response:
-        self._idempotency_key = idempotency_key
-        try:
-            return self.request("POST", "/reports", json=body, retry=False)
-        finally:
-            self._idempotency_key = None
-
-    def _call(
-        self, method: str, path: str, params: dict[str, Any] | None, json: Any
-    ) -> requests.Response:
-        if self._idempotency_key is None:
-            return super()._call(method, path, params, json)
-        response: requests.Response = self._session.request(
-            method,
-            self.api_url + path,
-            params=params,
-            json=json,
-            headers={IDEMPOTENCY_HEADER: self._idempotency_key},
-            timeout=self.timeout,
-            allow_redirects=False,
-        )
-        return response
-
-
-def report_client(settings: Settings) -> ReportClient:
-    """A ReportClient for the configured Spark (ConfigError when it is not configured)."""
-    client = ReportClient.from_settings(settings)
-    if not isinstance(client, ReportClient):
-        raise TypeError("SparkClient.from_settings did not build a ReportClient")
-    return client
+def report_client(settings: Settings) -> SparkClient:
+    """The Spark client for the configured Spark (ConfigError when it is not configured)."""
+    return SparkClient.from_settings(settings)
 
 
 class RateLimiter:
@@ -167,9 +131,16 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
     return min(delay, BACKOFF_MAX_SECONDS)
 
 
-def post(client: ReportClient, body_text: str, idempotency_key: str) -> Answer:
+def post(client: SparkClient, body_text: str, idempotency_key: str) -> Answer:
     try:
-        response = client.post_report(json.loads(body_text), idempotency_key)
+        response = client.request(
+            "POST",
+            "/reports",
+            json=json.loads(body_text),
+            # Spark does not document the header; a server that ignores it loses nothing.
+            headers={IDEMPOTENCY_HEADER: idempotency_key},
+            retry=False,
+        )
     except SparkHTTPError as exc:
         return _http_failure(exc)
     except SparkUnavailable as exc:
@@ -229,7 +200,7 @@ def _never_sent(exc: SparkUnavailable) -> bool:
 
 def send_one(
     conn: Connection,
-    client: ReportClient,
+    client: SparkClient,
     rules: ReportRules,
     limiter: RateLimiter,
     *,
@@ -370,7 +341,7 @@ def _record(
 
 def send_due(
     conn: Connection,
-    client: ReportClient,
+    client: SparkClient,
     rules: ReportRules,
     limiter: RateLimiter,
     *,

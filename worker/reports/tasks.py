@@ -20,11 +20,12 @@ from typing import Any
 from shared.config import Settings
 from shared.db import connection
 from shared.queues import SPARK_QUEUE
+from shared.spark_api import SparkClient
 from shared.timeutil import isoformat_utc, parse_spark_datetime, utcnow
 from worker.app import RELIABLE_TASK_OPTIONS, app, current_settings
 from worker.reports import compensation, ledger, sender
 from worker.reports.ledger import ReportRules
-from worker.reports.sender import RateLimiter, ReportClient, SendResult
+from worker.reports.sender import RateLimiter, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,10 @@ TIME_LIMIT = 300
 SEND_BUDGET_SECONDS = 200
 
 # One client per worker process: its token is reused by every task the process runs.
-_clients: dict[str, ReportClient] = {}
+_clients: dict[str, SparkClient] = {}
 
 
-def _client(settings: Settings) -> ReportClient:
+def _client(settings: Settings) -> SparkClient:
     key = settings.spark_api_url or ""
     client = _clients.get(key)
     if client is None:
