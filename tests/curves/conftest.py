@@ -8,25 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from tests.curves.control import control
-from tests.fixtures.sandbox import WEBHOOK_SECRET, SandboxHandle
-from tests.fixtures.services import IngressServer, WorkerProcess
+from tests.fixtures.sandbox import SandboxHandle, spark_env
+from tests.fixtures.services import WorkerProcess
 
-__all__ = ["control", "ingress_url", "pipeline", "spark_env"]
-
-
-def spark_env(sandbox: SandboxHandle) -> dict[str, str]:
-    return {
-        "SPARK_API_URL": sandbox.base_url,
-        "SPARK_TOKEN_URL": sandbox.token_url,
-        "SPARK_CLIENT_ID": sandbox.client_id,
-        "SPARK_CLIENT_SECRET": sandbox.client_secret,
-    }
-
-
-@pytest.fixture
-def ingress_url(redis_url: str, start_ingress: Callable[..., IngressServer]) -> str:
-    """The real ingress app on a free loopback port, queueing onto the test's Redis."""
-    return start_ingress(redis_url, secret=WEBHOOK_SECRET).webhook_url
+__all__ = ["control", "pipeline", "spark_env"]
 
 
 @pytest.fixture

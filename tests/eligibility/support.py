@@ -147,15 +147,6 @@ def spark_client(sandbox: SandboxHandle) -> Iterator[SparkClient]:
         yield client
 
 
-def spark_env(sandbox: SandboxHandle) -> dict[str, str]:
-    return {
-        "SPARK_API_URL": sandbox.base_url,
-        "SPARK_TOKEN_URL": sandbox.token_url,
-        "SPARK_CLIENT_ID": sandbox.client_id,
-        "SPARK_CLIENT_SECRET": sandbox.client_secret,
-    }
-
-
 @contextmanager
 def beat_like(redis_url: str) -> Iterator[Callable[[str], None]]:
     """Send a task by name onto the spark queue, with no arguments, as a beat entry does."""

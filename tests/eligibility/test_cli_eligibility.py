@@ -13,19 +13,10 @@ from tests.eligibility.support import (
     not_eligible_in_spark,
     transitions,
 )
-from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.sandbox import SandboxHandle, spark_env
 from tests.worker.cli import run, run_json
 
 ELIGIBLE_PATH = "/energy-coordination/v1/users/eligible"
-
-
-def spark_env(sandbox: SandboxHandle) -> dict[str, str]:
-    return {
-        "SPARK_API_URL": sandbox.base_url,
-        "SPARK_TOKEN_URL": sandbox.token_url,
-        "SPARK_CLIENT_ID": sandbox.client_id,
-        "SPARK_CLIENT_SECRET": sandbox.client_secret,
-    }
 
 
 def sync_json(database_url: str, sandbox: SandboxHandle) -> dict[str, Any]:

@@ -15,36 +15,23 @@ import psycopg
 import pytest
 
 from shared.db import Connection
-from tests.eligibility.support import (
-    eligible_in_spark,
-    local_user,
-    reconciles,
-    spark_env,
-    transitions,
-    users,
-)
+from tests.eligibility.support import eligible_in_spark, local_user, reconciles, transitions, users
 from tests.fixtures.sandbox import (
     AREA_1_METER,
     IN_AREA_1,
     IN_AREA_2,
     OTHER_METER,
     OUTSIDE_AREAS,
-    WEBHOOK_SECRET,
     SandboxHandle,
+    spark_env,
 )
-from tests.fixtures.services import IngressServer, WorkerProcess
+from tests.fixtures.services import WorkerProcess
 from tests.waiting import wait_for
 from tests.worker.cli import run
 
 pytestmark = pytest.mark.slow
 
 SETTLE_SECONDS = 1.0
-
-
-@pytest.fixture
-def ingress_url(redis_url: str, start_ingress: Callable[..., IngressServer]) -> str:
-    """The real ingress app on a free loopback port, queueing onto the test's Redis."""
-    return start_ingress(redis_url, secret=WEBHOOK_SECRET).webhook_url
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ from tests.eligibility.support import (
     local_user,
     new_reconcile,
     reconciles,
-    spark_env,
     transitions,
 )
-from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.sandbox import SandboxHandle, spark_env
 from tests.fixtures.services import WorkerProcess
 from tests.waiting import wait_for
 from worker.schedule import beat_schedule

@@ -16,9 +16,8 @@ from tests.eligibility.support import (
     local_user,
     new_reconcile,
     reconciles,
-    spark_env,
 )
-from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.sandbox import SandboxHandle, spark_env
 from tests.fixtures.services import WorkerProcess
 from worker.schedule import beat_schedule
 

@@ -23,6 +23,7 @@ from sandbox.simulation import PriceCurveRequest
 from sandbox.state import Event
 from shared.db import connect, fetch_one
 from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.sandbox import spark_env as sandbox_spark_env
 from tests.worker.cli import run
 from worker.curves.payload import parse_curve
 from worker.curves.store import store_curve
@@ -33,14 +34,7 @@ READING_HEADER = ("resourceId", "locationId", "start", "end", "kWh", "readingId"
 
 
 def spark_env(sandbox: SandboxHandle, **extra: str) -> dict[str, str]:
-    return {
-        "SPARK_API_URL": sandbox.base_url,
-        "SPARK_TOKEN_URL": sandbox.token_url,
-        "SPARK_CLIENT_ID": sandbox.client_id,
-        "SPARK_CLIENT_SECRET": sandbox.client_secret,
-        "SPARK_TIMEZONE": "Europe/Oslo",
-        **extra,
-    }
+    return sandbox_spark_env(sandbox, **{"SPARK_TIMEZONE": "Europe/Oslo", **extra})
 
 
 def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:

@@ -12,7 +12,7 @@ import psycopg
 from click.testing import Result
 from psycopg.rows import dict_row
 
-from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.sandbox import SandboxHandle, spark_env
 from tests.spec import API_PREFIX, assert_request_matches
 from tests.worker.cli import run
 
@@ -32,16 +32,6 @@ CSV_HEADER = (
 ELIGIBLE_MPID = "707057500000100001"
 # On no neighbourhood's list.
 OTHER_MPID = "707057500012345678"
-
-
-def spark_env(sandbox: SandboxHandle, **extra: str) -> dict[str, str]:
-    return {
-        "SPARK_API_URL": sandbox.base_url,
-        "SPARK_TOKEN_URL": sandbox.token_url,
-        "SPARK_CLIENT_ID": sandbox.client_id,
-        "SPARK_CLIENT_SECRET": sandbox.client_secret,
-        **extra,
-    }
 
 
 def cli(database_url: str, *args: str, sandbox: SandboxHandle | None = None, **env: str) -> Result:

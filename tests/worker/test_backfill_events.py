@@ -12,19 +12,10 @@ import psycopg
 import pytest
 
 from sandbox.devstack import free_port
-from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.sandbox import SandboxHandle, spark_env
 from tests.fixtures.services import REPO, WorkerProcess, worker_env
 
 pytestmark = pytest.mark.slow
-
-
-def spark_env(sandbox: SandboxHandle) -> dict[str, str]:
-    return {
-        "SPARK_API_URL": sandbox.base_url,
-        "SPARK_TOKEN_URL": sandbox.token_url,
-        "SPARK_CLIENT_ID": sandbox.client_id,
-        "SPARK_CLIENT_SECRET": sandbox.client_secret,
-    }
 
 
 def cli(
