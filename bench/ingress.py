@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=2.0, help="discarded seconds per run")
-    parser.add_argument("--rounds", type=int, default=3, help="baseline+candidate pairs")
+    parser.add_argument("--rounds", type=int, default=5, help="baseline+candidate pairs")
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args(argv)

@@ -19,7 +19,13 @@ import celery
 import pytest
 import redis
 
-from ingress.publish import Publisher, PublishError, ingest_kwargs, ingest_kwargsrepr
+from ingress.publish import (
+    MessageTemplate,
+    Publisher,
+    PublishError,
+    ingest_kwargs,
+    ingest_kwargsrepr,
+)
 from sandbox.devstack import free_port
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE
 from tests.ingress import celery_app
@@ -94,6 +100,36 @@ def test_it_writes_the_envelope_that_celery_send_task_writes(
     assert uuid.UUID(properties["delivery_tag"]) != uuid.UUID(task_id)
     assert isinstance(properties["reply_to"], str)
     assert isinstance(headers["kwargsrepr"], str)
+
+
+def test_it_escapes_an_origin_that_json_or_format_strings_would_choke_on() -> None:
+    origin = 'gen7@host "quoted" {braces} \\ back'
+    template = MessageTemplate(reply_to="reply-{x}", origin=origin)
+
+    envelope = json.loads(template.render(b"{}", RECEIVED_AT, "task-1"))
+
+    assert envelope["headers"]["origin"] == origin
+    assert envelope["properties"]["reply_to"] == "reply-{x}"
+    assert envelope["headers"]["id"] == "task-1"
+
+
+def test_it_names_the_forked_process_as_origin(
+    contract_redis: redis.Redis, publisher: Publisher
+) -> None:
+    publisher.publish_ingest(b"{}", RECEIVED_AT)  # the template is built in this process
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            publisher.publish_ingest(b"{}", RECEIVED_AT)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+
+    origins = [m["envelope"]["headers"]["origin"] for m in queued(contract_redis)]
+
+    assert sorted(origin.split("@")[0] for origin in origins) == sorted(
+        [f"gen{os.getpid()}", f"gen{child}"]
+    )
 
 
 def test_it_gives_every_message_a_fresh_uuid4(
