@@ -164,6 +164,79 @@ def import_readings(
     )
 
 
+def due_reports(
+    sandbox: SandboxHandle, database_url: str, tmp_path: Path, *, start: datetime, events: int
+) -> list[str]:
+    """`events` curves for the two hours from `start`, sent 20 hours before, each for the EV
+    and the heater of a home of its own, and readings that cover them, imported at `start`.
+    The event ids."""
+    event_ids: list[str] = []
+    readings: list[dict[str, Any]] = []
+    for n in range(events):
+        targets = [(f"ev-{n}", f"home-{n}"), (f"heat-{n}", f"home-{n}")]
+        event = curve(
+            sandbox, database_url, targets, [start, start + HOUR], created_at=start - 20 * HOUR
+        )
+        event_ids.append(event.event_id)
+        readings += [reading(r, start, start + 3 * HOUR, 3.0) for r, _ in targets]
+    import_readings(database_url, write_readings(tmp_path / "r.csv", readings), now=start)
+    return event_ids
+
+
+def send_hour_reports(
+    sandbox: SandboxHandle,
+    database_url: str,
+    tmp_path: Path,
+    targets: Sequence[tuple[str, str]],
+    *,
+    start: datetime,
+    kwh: float,
+    now: datetime,
+) -> Event:
+    """A curve for the hour from `start`, sent 20 hours before, with `kwh` read by each target
+    and imported at `now`; then its reports sent by the CLI at `now`, the sandbox's clock set
+    (frozen) there too."""
+    event = curve(sandbox, database_url, targets, [start], created_at=start - 20 * HOUR)
+    readings = [reading(r, start, start + HOUR, kwh, location_id=loc) for r, loc in targets]
+    import_readings(database_url, write_readings(tmp_path / "r.csv", readings), now=now)
+    sandbox.control.set_clock(now, frozen=True)
+    cli_json(
+        database_url,
+        "reports",
+        "send",
+        "--event",
+        event.event_id,
+        "--now",
+        utc(now),
+        sandbox=sandbox,
+    )
+    return event
+
+
+def register_charger(
+    database_url: str,
+    user_id: str,
+    location_id: str,
+    resource_id: str,
+    *,
+    meter_point_ids: Sequence[str] = (),
+    meter_point_id: str | None = None,
+) -> None:
+    """A user in our registry with a location and a charger at it."""
+    execute(database_url, "INSERT INTO users (user_id) VALUES (%s)", (user_id,))
+    execute(
+        database_url,
+        "INSERT INTO locations (location_id, user_id, meter_point_ids) VALUES (%s, %s, %s)",
+        (location_id, user_id, list(meter_point_ids)),
+    )
+    execute(
+        database_url,
+        "INSERT INTO resources (resource_id, user_id, location_id, resource_type,"
+        " meter_point_id) VALUES (%s, %s, %s, 'Charger', %s)",
+        (resource_id, user_id, location_id, meter_point_id),
+    )
+
+
 def rows(database_url: str, sql: str, params: Any = None) -> list[dict[str, Any]]:
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         return conn.execute(sql, params).fetchall()

@@ -14,15 +14,10 @@ from tests.fixtures.services import WorkerProcess
 from tests.reports.support import (
     HOUR,
     Tasks,
-    cli_json,
-    curve,
-    execute,
-    import_readings,
-    reading,
+    register_charger,
     rows,
-    spark_env,
+    send_hour_reports,
     utc,
-    write_readings,
 )
 
 pytestmark = pytest.mark.slow
@@ -35,8 +30,8 @@ TASK = "reports.fetch_compensation"
 def test_it_records_compensation_and_problems_of_users_with_reports_this_month(
     sandbox: SandboxHandle,
     database_url: str,
-    redis_url: str,
-    start_worker: Callable[..., WorkerProcess],
+    tasks: Tasks,
+    spark_worker: Callable[..., WorkerProcess],
     tmp_path: Path,
 ) -> None:
     # u-1 is at Spark with a metered location; u-2 is only in our registry (Spark: 404);
@@ -46,42 +41,14 @@ def test_it_records_compensation_and_problems_of_users_with_reports_this_month(
     for user_id, location_id, resource_id in [
         ("u-1", "loc-1", "ev-1"), ("u-2", "loc-2", "ev-2"), ("u-3", "loc-3", "ev-3"),
     ]:  # fmt: skip
-        execute(database_url, "INSERT INTO users (user_id) VALUES (%s)", (user_id,))
-        execute(
-            database_url,
-            "INSERT INTO locations (location_id, user_id) VALUES (%s, %s)",
-            (location_id, user_id),
-        )
-        execute(
-            database_url,
-            "INSERT INTO resources (resource_id, user_id, location_id, resource_type)"
-            " VALUES (%s, %s, %s, 'Charger')",
-            (resource_id, user_id, location_id),
-        )
+        register_charger(database_url, user_id, location_id, resource_id)
     targets = [("ev-1", "loc-1"), ("ev-2", "loc-2")]
-    event = curve(sandbox, database_url, targets, [START], created_at=START - 20 * HOUR)
-    readings = [reading(r, START, START + HOUR, 6.0, location_id=loc) for r, loc in targets]
-    import_readings(database_url, write_readings(tmp_path / "r.csv", readings), now=NOW)
-    sandbox.control.set_clock(NOW, frozen=True)
-    cli_json(
-        database_url,
-        "reports",
-        "send",
-        "--event",
-        event.event_id,
-        "--now",
-        utc(NOW),
-        sandbox=sandbox,
-    )
-    worker = start_worker(database_url, redis_url, concurrency=1, **spark_env(sandbox))
-    tasks = Tasks(redis_url)
-    try:
-        first = tasks.send(TASK, now=utc(NOW))
-        worker.wait_for_log(f"Task {TASK}[{first}] succeeded", 30)
-        second = tasks.send(TASK, now=utc(NOW + HOUR))
-        worker.wait_for_log(f"Task {TASK}[{second}] succeeded", 30)
-    finally:
-        tasks.close()
+    send_hour_reports(sandbox, database_url, tmp_path, targets, start=START, kwh=6.0, now=NOW)
+    worker = spark_worker(1)
+    first = tasks.send(TASK, now=utc(NOW))
+    worker.wait_for_log(f"Task {TASK}[{first}] succeeded", 30)
+    second = tasks.send(TASK, now=utc(NOW + HOUR))
+    worker.wait_for_log(f"Task {TASK}[{second}] succeeded", 30)
 
     stored = rows(database_url, "SELECT * FROM compensations")
     assert [(r["user_id"], r["location_id"], r["active_amount"]) for r in stored] == [

@@ -8,15 +8,11 @@ from pathlib import Path
 
 from tests.fixtures.sandbox import SandboxHandle
 from tests.reports.support import (
-    HOUR,
     cli,
     cli_json,
-    curve,
-    execute,
-    import_readings,
-    reading,
+    register_charger,
+    send_hour_reports,
     utc,
-    write_readings,
 )
 
 START = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
@@ -36,17 +32,13 @@ def register(database_url: str, sandbox: SandboxHandle) -> None:
     for user_id, location_id, meters, resource_id, meter in people:
         sandbox.add_user(user_id)
         sandbox.add_location(user_id, location_id, meterPointIds=meters)
-        execute(database_url, "INSERT INTO users (user_id) VALUES (%s)", (user_id,))
-        execute(
+        register_charger(
             database_url,
-            "INSERT INTO locations (location_id, user_id, meter_point_ids) VALUES (%s, %s, %s)",
-            (location_id, user_id, meters),
-        )
-        execute(
-            database_url,
-            "INSERT INTO resources (resource_id, user_id, location_id, resource_type,"
-            " meter_point_id) VALUES (%s, %s, %s, 'Charger', %s)",
-            (resource_id, user_id, location_id, meter),
+            user_id,
+            location_id,
+            resource_id,
+            meter_point_ids=meters,
+            meter_point_id=meter,
         )
 
 
@@ -55,20 +47,7 @@ def test_it_fetches_and_shows_amounts_and_problems_per_location(
 ) -> None:
     register(database_url, sandbox)
     targets = [("ev-1", "loc-1"), ("ev-2", "loc-2"), ("ev-3", "loc-3")]
-    event = curve(sandbox, database_url, targets, [START], created_at=START - 20 * HOUR)
-    readings = [reading(r, START, START + HOUR, 4.0, location_id=loc) for r, loc in targets]
-    import_readings(database_url, write_readings(tmp_path / "r.csv", readings), now=NOW)
-    sandbox.control.set_clock(NOW, frozen=True)
-    cli_json(
-        database_url,
-        "reports",
-        "send",
-        "--event",
-        event.event_id,
-        "--now",
-        utc(NOW),
-        sandbox=sandbox,
-    )
+    send_hour_reports(sandbox, database_url, tmp_path, targets, start=START, kwh=4.0, now=NOW)
 
     fetched = cli_json(
         database_url, "reports", "compensation", "--fetch", "--now", utc(NOW), sandbox=sandbox

@@ -19,15 +19,12 @@ from tests.reports.support import (
     Tasks,
     accepted_reports,
     cli_json,
-    curve,
-    import_readings,
-    reading,
+    due_reports,
     report_rows,
     rows,
     set_report_faults,
     utc,
     wait_until,
-    write_readings,
 )
 
 pytestmark = pytest.mark.slow
@@ -43,16 +40,7 @@ def test_it_sends_every_report_through_failures_and_a_killed_worker_without_need
     spark_worker: Callable[..., WorkerProcess],
     tmp_path: Path,
 ) -> None:
-    events = []
-    readings = []
-    for n in range(EVENTS):
-        targets = [(f"ev-{n}", f"home-{n}"), (f"heat-{n}", f"home-{n}")]
-        event = curve(
-            sandbox, database_url, targets, [START, START + HOUR], created_at=START - 20 * HOUR
-        )
-        events.append(event.event_id)
-        readings += [reading(r, START, START + 3 * HOUR, 3.0) for r, _ in targets]
-    import_readings(database_url, write_readings(tmp_path / "r.csv", readings), now=START)
+    events = due_reports(sandbox, database_url, tmp_path, start=START, events=EVENTS)
     worker = spark_worker(2)
     now = START + 5 * HOUR
     sandbox.control.set_clock(now, frozen=True)

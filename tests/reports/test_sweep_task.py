@@ -16,6 +16,7 @@ from tests.reports.support import (
     Tasks,
     accepted_reports,
     curve,
+    due_reports,
     hours_of_local_day,
     import_readings,
     local,
@@ -32,20 +33,28 @@ pytestmark = pytest.mark.slow
 SWEEP = "reports.sweep"
 
 
-def day_curve(
-    sandbox: SandboxHandle, database_url: str, day: datetime, targets: list[tuple[str, str]]
-) -> tuple[str, list[datetime]]:
-    """A curve for every hour of a local day, sent at 13:00 the day before."""
-    starts = hours_of_local_day(day)
-    created = (day.replace(hour=13) - timedelta(days=1)).astimezone(UTC)
-    event = curve(sandbox, database_url, targets, starts, created_at=created)
-    return event.event_id, starts
-
-
-def hourly_readings(
-    resource_id: str, starts: list[datetime], kwh: float
-) -> list[dict[str, object]]:
-    return [reading(resource_id, start, start + HOUR, kwh) for start in starts]
+def day_curves(
+    sandbox: SandboxHandle,
+    database_url: str,
+    tmp_path: Path,
+    days: list[datetime],
+    *,
+    kwh: float,
+    imported_at: datetime,
+) -> list[tuple[str, list[datetime]]]:
+    """For each local day, a curve for ev-1 at home over every hour of it, sent at 13:00 the
+    day before, and `kwh` read in each of those hours; the readings imported at
+    `imported_at`. The event id and the hours of each curve."""
+    curves = []
+    readings = []
+    for day in days:
+        starts = hours_of_local_day(day)
+        created = (day.replace(hour=13) - timedelta(days=1)).astimezone(UTC)
+        event = curve(sandbox, database_url, [("ev-1", "home")], starts, created_at=created)
+        curves.append((event.event_id, starts))
+        readings += [reading("ev-1", start, start + HOUR, kwh) for start in starts]
+    import_readings(database_url, write_readings(tmp_path / "r.csv", readings), now=imported_at)
+    return curves
 
 
 def sweep_at(tasks: Tasks, worker: WorkerProcess, sandbox: SandboxHandle, now: datetime) -> None:
@@ -68,10 +77,8 @@ def test_it_reports_a_dst_month_to_its_end_and_the_last_day_within_the_grace(
 ) -> None:
     # October 2026: Oslo leaves summer time on the 25th, a day of 25 hours.
     days = [local(2026, 10, 24), local(2026, 10, 25), local(2026, 10, 31)]
-    curves = [day_curve(sandbox, database_url, day, [("ev-1", "home")]) for day in days]
-    readings = [r for _, starts in curves for r in hourly_readings("ev-1", starts, 1.5)]
-    import_readings(
-        database_url, write_readings(tmp_path / "r.csv", readings), now=local(2026, 10, 23)
+    curves = day_curves(
+        sandbox, database_url, tmp_path, days, kwh=1.5, imported_at=local(2026, 10, 23)
     )
     worker = spark_worker(1)
     (saturday, _), (dst_day, dst_starts), (last_day, last_starts) = curves
@@ -110,10 +117,8 @@ def test_it_sends_what_can_make_the_grace_after_beat_was_down_across_a_month_end
     # Beat stops on January 30th at 10:00 and comes back two days later, on February 1st
     # at 10:00: January's reports may still go until February 2nd, 00:00.
     days = [local(2027, 1, 30), local(2027, 1, 31)]
-    curves = [day_curve(sandbox, database_url, day, [("ev-1", "home")]) for day in days]
-    readings = [r for _, starts in curves for r in hourly_readings("ev-1", starts, 1.0)]
-    import_readings(
-        database_url, write_readings(tmp_path / "r.csv", readings), now=local(2027, 1, 29)
+    curves = day_curves(
+        sandbox, database_url, tmp_path, days, kwh=1.0, imported_at=local(2027, 1, 29)
     )
     worker = spark_worker(1)
     sweep_at(tasks, worker, sandbox, local(2027, 1, 30, 10))
@@ -134,10 +139,8 @@ def test_it_marks_missed_and_alerts_once_what_beat_being_down_made_too_late(
     # Beat stops on January 31st at 10:00 and comes back on February 2nd at 10:00: the
     # report of the 31st is too late, the one of February 1st is not.
     days = [local(2027, 1, 31), local(2027, 2, 1)]
-    curves = [day_curve(sandbox, database_url, day, [("ev-1", "home")]) for day in days]
-    readings = [r for _, starts in curves for r in hourly_readings("ev-1", starts, 1.0)]
-    import_readings(
-        database_url, write_readings(tmp_path / "r.csv", readings), now=local(2027, 1, 30)
+    curves = day_curves(
+        sandbox, database_url, tmp_path, days, kwh=1.0, imported_at=local(2027, 1, 30)
     )
     worker = spark_worker(2)
     (january, _), (february, _) = curves
@@ -167,16 +170,7 @@ def test_it_sends_each_report_once_when_two_sweeps_run_at_once(
     tmp_path: Path,
 ) -> None:
     start = datetime(2026, 5, 12, 8, 0, tzinfo=UTC)
-    events = []
-    readings = []
-    for n in range(8):
-        targets = [(f"ev-{n}", f"home-{n}"), (f"heat-{n}", f"home-{n}")]
-        event = curve(
-            sandbox, database_url, targets, [start, start + HOUR], created_at=start - 20 * HOUR
-        )
-        events.append(event.event_id)
-        readings += [reading(r, start, start + 3 * HOUR, 3.0) for r, _ in targets]
-    import_readings(database_url, write_readings(tmp_path / "r.csv", readings), now=start)
+    events = due_reports(sandbox, database_url, tmp_path, start=start, events=8)
     worker = spark_worker(2)
     now = start + 5 * HOUR
     sandbox.control.set_clock(now, frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,8 +51,30 @@ def _client(settings: Settings) -> SparkClient:
     return client
 
 
-def _now(now: str | None) -> datetime:
-    return parse_spark_datetime(now) if now else utcnow()
+@dataclass(frozen=True)
+class _Setup:
+    """What each task here starts from: its `now`, the settings and the report rules."""
+
+    when: datetime
+    settings: Settings
+    rules: ReportRules
+
+    def client(self) -> SparkClient:
+        # Made only when a task is about to call Spark, so that the sweep runs first even when
+        # the Spark settings are incomplete.
+        return _client(self.settings)
+
+    def limiter(self) -> RateLimiter:
+        return RateLimiter(self.rules.rate_limit)
+
+
+def _setup(now: str | None) -> _Setup:
+    settings = current_settings()
+    return _Setup(
+        when=parse_spark_datetime(now) if now else utcnow(),
+        settings=settings,
+        rules=ReportRules.from_settings(settings),
+    )
 
 
 def _follow_up(results: list[SendResult], *, now: datetime, explicit_now: bool) -> int:
@@ -85,22 +108,16 @@ def _follow_up(results: list[SendResult], *, now: datetime, explicit_now: bool) 
     **{**RELIABLE_TASK_OPTIONS, "max_retries": 10},
 )
 def sweep_reports(*, now: str | None = None) -> dict[str, Any]:
-    when = _now(now)
-    settings = current_settings()
-    rules = ReportRules.from_settings(settings)
-    with connection(settings.database_url) as conn:
-        swept = ledger.sweep(conn, rules, now=when)
-        if not settings.spark_configured:
+    setup = _setup(now)
+    when = setup.when
+    with connection(setup.settings.database_url) as conn:
+        swept = ledger.sweep(conn, setup.rules, now=when)
+        if not setup.settings.spark_configured:
             log.info("reports not sent: no Spark API configured")
             return {"sweep": swept.to_json(), "sent": []}
         budget_ends = time.monotonic() + SEND_BUDGET_SECONDS
         results = sender.send_due(
-            conn,
-            _client(settings),
-            rules,
-            RateLimiter(rules.rate_limit),
-            now=when,
-            deadline=budget_ends,
+            conn, setup.client(), setup.rules, setup.limiter(), now=when, deadline=budget_ends
         )
         more_due = ledger.next_attempt_at(conn)
     follow_ups = _follow_up(results, now=when, explicit_now=now is not None)
@@ -123,19 +140,13 @@ def sweep_reports(*, now: str | None = None) -> dict[str, Any]:
 )
 def send_report(*, report_id: int, now: str | None = None) -> dict[str, Any]:
     """Send report `report_id` if it is due (a retry whose backoff has ended)."""
-    when = _now(now)
-    settings = current_settings()
-    if not settings.spark_configured:
+    setup = _setup(now)
+    when = setup.when
+    if not setup.settings.spark_configured:
         return {"sent": []}
-    rules = ReportRules.from_settings(settings)
-    with connection(settings.database_url) as conn:
+    with connection(setup.settings.database_url) as conn:
         results = sender.send_due(
-            conn,
-            _client(settings),
-            rules,
-            RateLimiter(rules.rate_limit),
-            now=when,
-            report_id=report_id,
+            conn, setup.client(), setup.rules, setup.limiter(), now=when, report_id=report_id
         )
     follow_ups = _follow_up(results, now=when, explicit_now=now is not None)
     return {"sent": [result.to_json() for result in results], "followUps": follow_ups}
@@ -149,18 +160,16 @@ def send_report(*, report_id: int, now: str | None = None) -> dict[str, Any]:
     **{**RELIABLE_TASK_OPTIONS, "max_retries": 5},
 )
 def fetch_compensation(*, now: str | None = None) -> dict[str, Any]:
-    when = _now(now)
-    settings = current_settings()
-    if not settings.spark_configured:
+    setup = _setup(now)
+    if not setup.settings.spark_configured:
         return {"skipped": "Spark API not configured"}
-    rules = ReportRules.from_settings(settings)
-    with connection(settings.database_url) as conn:
+    with connection(setup.settings.database_url) as conn:
         run = compensation.fetch_compensations(
             conn,
-            _client(settings),
-            rules,
-            RateLimiter(rules.rate_limit),
-            now=when,
+            setup.client(),
+            setup.rules,
+            setup.limiter(),
+            now=setup.when,
             deadline=time.monotonic() + SEND_BUDGET_SECONDS,
         )
     if run.more and run.stopped is None:
