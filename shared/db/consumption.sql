@@ -62,9 +62,7 @@ WITH staged AS (
         batch_id, recorded_at
     )
     SELECT c.event_id, m.resource_id, m.location_id, m.start_at, m.end_at, m.kwh,
-           m.kwh * extract(epoch FROM least(m.end_at, c.last_period_end)
-                                      - greatest(m.start_at, c.first_period_start))
-                 / extract(epoch FROM m.end_at - m.start_at),
+           kwh_in_span(m.kwh, m.start_at, m.end_at, c.first_period_start, c.last_period_end),
            'moved', %(batch_id)s, %(now)s
     FROM moved m
     JOIN price_curve_targets t
@@ -202,9 +200,7 @@ WITH cast_rows AS (
         batch_id, recorded_at
     )
     SELECT b.event_id, m.resource_id, m.location_id, m.start_at, m.end_at, m.kwh,
-           m.kwh * extract(epoch FROM least(m.end_at, b.last_period_end)
-                                      - greatest(m.start_at, b.first_period_start))
-                 / extract(epoch FROM m.end_at - m.start_at),
+           kwh_in_span(m.kwh, m.start_at, m.end_at, b.first_period_start, b.last_period_end),
            CASE WHEN m.inserted THEN 'new' ELSE 'changed' END, %(batch_id)s, %(now)s
     FROM built b
     JOIN price_curve_targets t ON t.event_id = b.event_id
