@@ -6,14 +6,19 @@ import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from shared.db import connect
+from tests.fixtures.sandbox import SandboxHandle
 from tests.reports.support import (
     HOUR,
     cli,
     cli_json,
+    curve,
     execute,
+    import_readings,
     reading,
+    report_rows,
     rows,
     utc,
     write_readings,
@@ -33,6 +38,20 @@ def stored(
             database_url,
             "SELECT * FROM readings ORDER BY resource_id, start_at, end_at",
         )
+    ]
+
+
+LATE_COLUMNS = (
+    "event_id", "change", "resource_id", "location_id", "start_at", "end_at", "kwh",
+    "kwh_in_event", "batch_id",
+)  # fmt: skip
+
+
+def late_rows(database_url: str) -> list[tuple[Any, ...]]:
+    """Every late_readings row, as a tuple of LATE_COLUMNS, in a fixed order."""
+    return [
+        tuple(r[name] for name in LATE_COLUMNS)
+        for r in rows(database_url, "SELECT * FROM late_readings ORDER BY change, event_id, id")
     ]
 
 
@@ -86,6 +105,94 @@ def test_it_replaces_a_session_sent_again_under_its_reading_id_with_a_longer_spa
     )
 
     assert stored(database_url) == [("ev-1", None, T0, T0 + 3 * HOUR, 18.0, "session-9")]
+
+
+def test_it_records_the_old_span_of_a_resent_reading_as_moved_where_a_report_was_built(
+    sandbox: SandboxHandle, database_url: str, tmp_path: Path
+) -> None:
+    # Curves for the hours from T0, T0 + 1h and T0 + 2h; the first and the last are built.
+    built = curve(sandbox, database_url, [("ev-1", "home")], [T0], created_at=T0 - 20 * HOUR)
+    pending = curve(
+        sandbox, database_url, [("ev-1", "home")], [T0 + HOUR], created_at=T0 - 20 * HOUR
+    )
+    after = curve(
+        sandbox, database_url, [("ev-1", "home")], [T0 + 2 * HOUR], created_at=T0 - 20 * HOUR
+    )
+    # A session's first reading: half of it in the first curve's hour, half in the second's.
+    ongoing = reading(
+        "ev-1", T0 + HOUR / 2, T0 + 3 * HOUR / 2, 4.0, location_id="home", reading_id="session-9"
+    )
+    import_readings(database_url, write_readings(tmp_path / "a.csv", [ongoing]), now=NOW)
+    sandbox.control.set_clock(NOW, frozen=True)
+    for event in (built, after):
+        cli_json(
+            database_url, "reports", "send", "--event", event.event_id, "--now", utc(NOW),
+            sandbox=sandbox,
+        )  # fmt: skip
+    states = {r["event_id"]: (r["status"], r["built_at"]) for r in report_rows(database_url)}
+    assert states == {
+        built.event_id: ("sent", NOW),
+        pending.event_id: ("pending", None),
+        after.event_id: ("empty", NOW),
+    }
+    # The finished session: same readingId, a longer span (a quarter of it in each hour).
+    finished = reading(
+        "ev-1", T0 + HOUR / 2, T0 + 5 * HOUR / 2, 10.0, location_id="home", reading_id="session-9"
+    )
+
+    imported = import_readings(
+        database_url, write_readings(tmp_path / "b.csv", [finished]), now=NOW + HOUR
+    )
+
+    assert stored(database_url) == [
+        ("ev-1", "home", T0 + HOUR / 2, T0 + 5 * HOUR / 2, 10.0, "session-9")
+    ]
+    batch = imported["batchId"]
+    old = ("ev-1", "home", T0 + HOUR / 2, T0 + 3 * HOUR / 2, 4.0)
+    new = ("ev-1", "home", T0 + HOUR / 2, T0 + 5 * HOUR / 2, 10.0)
+    assert sorted(late_rows(database_url)) == sorted(
+        [
+            (built.event_id, "moved", *old, 2.0, batch),
+            (built.event_id, "new", *new, 2.5, batch),
+            (after.event_id, "new", *new, 2.5, batch),
+        ]
+    )
+    assert (imported["inserted"], imported["late"]) == (1, 3)
+
+
+def test_it_records_no_moved_reading_where_no_report_was_built_or_it_was_rejected(
+    sandbox: SandboxHandle, database_url: str, tmp_path: Path
+) -> None:
+    pending = curve(sandbox, database_url, [("ev-1", "home")], [T0], created_at=T0 - 20 * HOUR)
+    refused = curve(
+        sandbox, database_url, [("ev-1", "home")], [T0 + HOUR], created_at=T0 - 20 * HOUR
+    )
+    ongoing = reading(
+        "ev-1", T0 + HOUR / 2, T0 + 3 * HOUR / 2, 4.0, location_id="home", reading_id="session-9"
+    )
+    import_readings(database_url, write_readings(tmp_path / "a.csv", [ongoing]), now=NOW)
+    # Spark's clock is past the report's deadline (end of March plus a day): it refuses it.
+    sandbox.control.set_clock(datetime(2026, 4, 2, 12, 0, tzinfo=UTC), frozen=True)
+    sent = cli(
+        database_url, "reports", "send", "--event", refused.event_id, "--now", utc(NOW),
+        sandbox=sandbox,
+    )  # fmt: skip
+    assert sent.exit_code == 1, sent.output
+    states = {r["event_id"]: (r["status"], r["built_at"]) for r in report_rows(database_url)}
+    assert states == {pending.event_id: ("pending", None), refused.event_id: ("rejected", NOW)}
+    finished = reading(
+        "ev-1", T0 + HOUR / 2, T0 + 5 * HOUR / 2, 10.0, location_id="home", reading_id="session-9"
+    )
+
+    imported = import_readings(
+        database_url, write_readings(tmp_path / "b.csv", [finished]), now=NOW + HOUR
+    )
+
+    assert stored(database_url) == [
+        ("ev-1", "home", T0 + HOUR / 2, T0 + 5 * HOUR / 2, 10.0, "session-9")
+    ]
+    assert late_rows(database_url) == []
+    assert (imported["inserted"], imported["late"]) == (1, 0)
 
 
 def test_it_skips_bad_rows_naming_their_line_and_exits_non_zero(
