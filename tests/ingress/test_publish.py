@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from ingress.publish import (
+    MessageIds,
     MessageTemplate,
     Publisher,
     PublishError,
@@ -106,11 +107,29 @@ def test_it_escapes_an_origin_that_json_or_format_strings_would_choke_on() -> No
     origin = 'gen7@host "quoted" {braces} \\ back'
     template = MessageTemplate(reply_to="reply-{x}", origin=origin)
 
-    envelope = json.loads(template.render(b"{}", RECEIVED_AT, "task-1"))
+    envelope = json.loads(template.render(b"{}", RECEIVED_AT, "task-1", "tag-1"))
 
     assert envelope["headers"]["origin"] == origin
     assert envelope["properties"]["reply_to"] == "reply-{x}"
     assert envelope["headers"]["id"] == "task-1"
+    assert envelope["properties"]["delivery_tag"] == "tag-1"
+
+
+def test_it_gives_each_process_its_own_sequence_of_ids() -> None:
+    ids = MessageIds()
+    before = [ids.new() for _ in range(3)]
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.write(write, ids.new().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    in_child = os.read(read, 100).decode()
+    os.close(read)
+    os.close(write)
+
+    assert len({*before, in_child, ids.new()}) == 5
+    assert all(uuid.UUID(value).version == 4 for value in [*before, in_child])
 
 
 def test_it_names_the_forked_process_as_origin(
