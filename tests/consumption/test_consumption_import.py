@@ -107,6 +107,21 @@ def test_it_replaces_a_session_sent_again_under_its_reading_id_with_a_longer_spa
     assert stored(database_url) == [("ev-1", None, T0, T0 + 3 * HOUR, 18.0, "session-9")]
 
 
+def finish_session(database_url: str, tmp_path: Path) -> Any:
+    """The charging session sent again when it ended: same readingId, a longer span (a
+    quarter of it in each hour), imported an hour after the first. It replaces the first."""
+    finished = reading(
+        "ev-1", T0 + HOUR / 2, T0 + 5 * HOUR / 2, 10.0, location_id="home", reading_id="session-9"
+    )
+    imported = import_readings(
+        database_url, write_readings(tmp_path / "b.csv", [finished]), now=NOW + HOUR
+    )
+    assert stored(database_url) == [
+        ("ev-1", "home", T0 + HOUR / 2, T0 + 5 * HOUR / 2, 10.0, "session-9")
+    ]
+    return imported
+
+
 def test_it_records_the_old_span_of_a_resent_reading_as_moved_where_a_report_was_built(
     sandbox: SandboxHandle, database_url: str, tmp_path: Path
 ) -> None:
@@ -135,18 +150,8 @@ def test_it_records_the_old_span_of_a_resent_reading_as_moved_where_a_report_was
         pending.event_id: ("pending", None),
         after.event_id: ("empty", NOW),
     }
-    # The finished session: same readingId, a longer span (a quarter of it in each hour).
-    finished = reading(
-        "ev-1", T0 + HOUR / 2, T0 + 5 * HOUR / 2, 10.0, location_id="home", reading_id="session-9"
-    )
+    imported = finish_session(database_url, tmp_path)
 
-    imported = import_readings(
-        database_url, write_readings(tmp_path / "b.csv", [finished]), now=NOW + HOUR
-    )
-
-    assert stored(database_url) == [
-        ("ev-1", "home", T0 + HOUR / 2, T0 + 5 * HOUR / 2, 10.0, "session-9")
-    ]
     batch = imported["batchId"]
     old = ("ev-1", "home", T0 + HOUR / 2, T0 + 3 * HOUR / 2, 4.0)
     new = ("ev-1", "home", T0 + HOUR / 2, T0 + 5 * HOUR / 2, 10.0)
@@ -180,17 +185,8 @@ def test_it_records_no_moved_reading_where_no_report_was_built_or_it_was_rejecte
     assert sent.exit_code == 1, sent.output
     states = {r["event_id"]: (r["status"], r["built_at"]) for r in report_rows(database_url)}
     assert states == {pending.event_id: ("pending", None), refused.event_id: ("rejected", NOW)}
-    finished = reading(
-        "ev-1", T0 + HOUR / 2, T0 + 5 * HOUR / 2, 10.0, location_id="home", reading_id="session-9"
-    )
+    imported = finish_session(database_url, tmp_path)
 
-    imported = import_readings(
-        database_url, write_readings(tmp_path / "b.csv", [finished]), now=NOW + HOUR
-    )
-
-    assert stored(database_url) == [
-        ("ev-1", "home", T0 + HOUR / 2, T0 + 5 * HOUR / 2, 10.0, "session-9")
-    ]
     assert late_rows(database_url) == []
     assert (imported["inserted"], imported["late"]) == (1, 0)
 

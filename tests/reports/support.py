@@ -164,6 +164,15 @@ def import_readings(
     )
 
 
+def send_event_reports(
+    database_url: str, sandbox: SandboxHandle, event_id: str, *, now: datetime
+) -> Any:
+    """`spark-partner reports send --event ID --now NOW --json`, which must exit 0."""
+    return cli_json(
+        database_url, "reports", "send", "--event", event_id, "--now", utc(now), sandbox=sandbox
+    )
+
+
 def due_reports(
     sandbox: SandboxHandle, database_url: str, tmp_path: Path, *, start: datetime, events: int
 ) -> list[str]:
@@ -200,16 +209,7 @@ def send_hour_reports(
     readings = [reading(r, start, start + HOUR, kwh, location_id=loc) for r, loc in targets]
     import_readings(database_url, write_readings(tmp_path / "r.csv", readings), now=now)
     sandbox.control.set_clock(now, frozen=True)
-    cli_json(
-        database_url,
-        "reports",
-        "send",
-        "--event",
-        event.event_id,
-        "--now",
-        utc(now),
-        sandbox=sandbox,
-    )
+    send_event_reports(database_url, sandbox, event.event_id, now=now)
     return event
 
 

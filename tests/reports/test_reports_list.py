@@ -13,6 +13,7 @@ from tests.reports.support import (
     curve,
     import_readings,
     reading,
+    send_event_reports,
     utc,
     write_readings,
 )
@@ -32,16 +33,7 @@ def test_it_lists_reports_by_status_and_month_with_their_deadlines(
     now = MARCH + timedelta(hours=4)
     import_readings(database_url, path, now=now)
     sandbox.control.set_clock(now, frozen=True)
-    cli_json(
-        database_url,
-        "reports",
-        "send",
-        "--event",
-        sent.event_id,
-        "--now",
-        utc(now),
-        sandbox=sandbox,
-    )
+    send_event_reports(database_url, sandbox, sent.event_id, now=now)
     april_now = APRIL - timedelta(days=1)
     cli_json(database_url, "reports", "send", "--due", "--now", utc(april_now), sandbox=sandbox)
 

@@ -16,6 +16,7 @@ from tests.reports.support import (
     curve,
     import_readings,
     reading,
+    send_event_reports,
     set_report_faults,
     utc,
     write_readings,
@@ -40,16 +41,7 @@ def test_it_shows_the_body_sent_and_every_answer_and_late_readings_without_resen
     sandbox.control.set_clock(NOW, frozen=True)
     # The first attempt gets a 500, the second goes through.
     set_report_faults(sandbox, errorRate=1.0, status500Share=1, seed=1)
-    failed = cli_json(
-        database_url,
-        "reports",
-        "send",
-        "--event",
-        event.event_id,
-        "--now",
-        utc(NOW),
-        sandbox=sandbox,
-    )
+    failed = send_event_reports(database_url, sandbox, event.event_id, now=NOW)
     set_report_faults(sandbox)
     later = NOW + timedelta(minutes=30)
     cli_json(database_url, "reports", "send", "--due", "--now", utc(later), sandbox=sandbox)
