@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sandbox.state import Event
 from shared.db import connect
 from tests.fixtures.sandbox import SandboxHandle
 from tests.reports.support import (
@@ -20,6 +21,7 @@ from tests.reports.support import (
     reading,
     report_rows,
     rows,
+    send_event_reports,
     utc,
     write_readings,
 )
@@ -107,6 +109,20 @@ def test_it_replaces_a_session_sent_again_under_its_reading_id_with_a_longer_spa
     assert stored(database_url) == [("ev-1", None, T0, T0 + 3 * HOUR, 18.0, "session-9")]
 
 
+def hour_curve(sandbox: SandboxHandle, database_url: str, start: datetime) -> Event:
+    """A curve for the EV at home for the hour from `start`, sent the day before."""
+    return curve(sandbox, database_url, [("ev-1", "home")], [start], created_at=T0 - 20 * HOUR)
+
+
+def start_session(database_url: str, tmp_path: Path) -> None:
+    """A charging session's first reading, imported at NOW: half of it in the hour from T0,
+    half in the next."""
+    ongoing = reading(
+        "ev-1", T0 + HOUR / 2, T0 + 3 * HOUR / 2, 4.0, location_id="home", reading_id="session-9"
+    )
+    import_readings(database_url, write_readings(tmp_path / "a.csv", [ongoing]), now=NOW)
+
+
 def finish_session(database_url: str, tmp_path: Path) -> Any:
     """The charging session sent again when it ended: same readingId, a longer span (a
     quarter of it in each hour), imported an hour after the first. It replaces the first."""
@@ -126,24 +142,11 @@ def test_it_records_the_old_span_of_a_resent_reading_as_moved_where_a_report_was
     sandbox: SandboxHandle, database_url: str, tmp_path: Path
 ) -> None:
     # Curves for the hours from T0, T0 + 1h and T0 + 2h; the first and the last are built.
-    built = curve(sandbox, database_url, [("ev-1", "home")], [T0], created_at=T0 - 20 * HOUR)
-    pending = curve(
-        sandbox, database_url, [("ev-1", "home")], [T0 + HOUR], created_at=T0 - 20 * HOUR
-    )
-    after = curve(
-        sandbox, database_url, [("ev-1", "home")], [T0 + 2 * HOUR], created_at=T0 - 20 * HOUR
-    )
-    # A session's first reading: half of it in the first curve's hour, half in the second's.
-    ongoing = reading(
-        "ev-1", T0 + HOUR / 2, T0 + 3 * HOUR / 2, 4.0, location_id="home", reading_id="session-9"
-    )
-    import_readings(database_url, write_readings(tmp_path / "a.csv", [ongoing]), now=NOW)
+    built, pending, after = (hour_curve(sandbox, database_url, T0 + n * HOUR) for n in range(3))
+    start_session(database_url, tmp_path)
     sandbox.control.set_clock(NOW, frozen=True)
     for event in (built, after):
-        cli_json(
-            database_url, "reports", "send", "--event", event.event_id, "--now", utc(NOW),
-            sandbox=sandbox,
-        )  # fmt: skip
+        send_event_reports(database_url, sandbox, event.event_id, now=NOW)
     states = {r["event_id"]: (r["status"], r["built_at"]) for r in report_rows(database_url)}
     assert states == {
         built.event_id: ("sent", NOW),
@@ -168,14 +171,8 @@ def test_it_records_the_old_span_of_a_resent_reading_as_moved_where_a_report_was
 def test_it_records_no_moved_reading_where_no_report_was_built_or_it_was_rejected(
     sandbox: SandboxHandle, database_url: str, tmp_path: Path
 ) -> None:
-    pending = curve(sandbox, database_url, [("ev-1", "home")], [T0], created_at=T0 - 20 * HOUR)
-    refused = curve(
-        sandbox, database_url, [("ev-1", "home")], [T0 + HOUR], created_at=T0 - 20 * HOUR
-    )
-    ongoing = reading(
-        "ev-1", T0 + HOUR / 2, T0 + 3 * HOUR / 2, 4.0, location_id="home", reading_id="session-9"
-    )
-    import_readings(database_url, write_readings(tmp_path / "a.csv", [ongoing]), now=NOW)
+    pending, refused = (hour_curve(sandbox, database_url, T0 + n * HOUR) for n in range(2))
+    start_session(database_url, tmp_path)
     # Spark's clock is past the report's deadline (end of March plus a day): it refuses it.
     sandbox.control.set_clock(datetime(2026, 4, 2, 12, 0, tzinfo=UTC), frozen=True)
     sent = cli(
