@@ -15,19 +15,8 @@ from psycopg.rows import dict_row
 from tests.fixtures.sandbox import SandboxHandle, spark_env
 from tests.spec import API_PREFIX, assert_request_matches
 from tests.worker.cli import run
+from worker.users.import_formats import CSV_COLUMNS
 
-CSV_HEADER = (
-    "user_id",
-    "consented",
-    "location_id",
-    "location_type",
-    "meter_point_ids",
-    "latitude",
-    "longitude",
-    "resource_id",
-    "resource_type",
-    "meter_point_id",
-)
 # Inside the sandbox's default grid neighbourhood "area-1": eligible for Spark.
 ELIGIBLE_MPID = "707057500000100001"
 # On no neighbourhood's list.
@@ -47,7 +36,9 @@ def cli_json(
     return json.loads(result.stdout)
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]], header: tuple[str, ...] = CSV_HEADER) -> Path:
+def write_csv(
+    path: Path, rows: list[dict[str, Any]], header: tuple[str, ...] = CSV_COLUMNS
+) -> Path:
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, fieldnames=header)
         writer.writeheader()
