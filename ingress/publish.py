@@ -77,19 +77,14 @@ class MessageIds:
     `uuid.uuid4()` reads the kernel's random source for every id, and each such call lets
     go of the GIL: on a busy gthread worker the thread then waits for its turn to run again
     (4 % of the worker's samples under load, more than building the message). These ids need
-    to be unique, not secret, so a generator seeded from the kernel's source serves; it is
-    seeded again in every process (gunicorn forks) so that no two workers share a sequence.
+    to be unique, not secret, so a generator seeded from the kernel's source serves. A forked
+    process must make its own (the Publisher does), or it repeats its parent's sequence.
     """
 
     def __init__(self) -> None:
-        self._pid = 0
-        self._random = random.Random()  # noqa: S311 (replaced, seeded, before first use)
+        self._random = random.Random(os.urandom(32))  # noqa: S311 (unique, not secret)
 
     def new(self) -> str:
-        pid = os.getpid()
-        if pid != self._pid:
-            self._random = random.Random(os.urandom(32))  # noqa: S311 (unique, not secret)
-            self._pid = pid
         return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
 
 
@@ -197,14 +192,15 @@ class Publisher:
         self._local = threading.local()
         # Celery sets reply_to to an id per app and thread; nothing replies to ingest tasks.
         self._reply_to = str(uuid.uuid4())
+        self._pid = 0
         self._ids = MessageIds()
-        self._template_pid = 0
         self._template: MessageTemplate | None = None
 
     def publish_ingest(self, body: bytes, received_at: datetime) -> str:
         """Queue `body` exactly as received; return the task id. Raises PublishError."""
-        task_id = self._ids.new()
-        message = self._message_template().render(body, received_at, task_id, self._ids.new())
+        template, ids = self._for_this_process()
+        task_id = ids.new()
+        message = template.render(body, received_at, task_id, ids.new())
         try:
             # kombu's Redis transport keeps priority 0 messages in the list named after the
             # queue, and its consumers BRPOP from the other end.
@@ -213,16 +209,18 @@ class Publisher:
             raise PublishError(f"Redis did not take the message: {type(exc).__name__}") from exc
         return task_id
 
-    def _message_template(self) -> MessageTemplate:
-        # The origin is Celery's anonymous node name, which holds the pid: a publisher made
-        # before gunicorn forks (--preload) must not tag every worker's messages as its own.
+    def _for_this_process(self) -> tuple[MessageTemplate, MessageIds]:
+        # A publisher made before gunicorn forks (--preload) must not tag every worker's
+        # messages as its own: the origin is Celery's anonymous node name, which holds the
+        # pid, and each process needs ids of its own.
         pid = os.getpid()
-        if self._template is None or self._template_pid != pid:
+        if self._template is None or self._pid != pid:
             self._template = MessageTemplate(
                 reply_to=self._reply_to, origin=f"gen{pid}@{_HOSTNAME}", queue=self._queue
             )
-            self._template_pid = pid
-        return self._template
+            self._ids = MessageIds()
+            self._pid = pid
+        return self._template, self._ids
 
     def ping(self) -> bool:
         try:

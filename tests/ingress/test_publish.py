@@ -20,7 +20,6 @@ import pytest
 import redis
 
 from ingress.publish import (
-    MessageIds,
     MessageTemplate,
     Publisher,
     PublishError,
@@ -115,27 +114,10 @@ def test_it_escapes_an_origin_that_json_or_format_strings_would_choke_on() -> No
     assert envelope["properties"]["delivery_tag"] == "tag-1"
 
 
-def test_it_gives_each_process_its_own_sequence_of_ids() -> None:
-    ids = MessageIds()
-    before = [ids.new() for _ in range(3)]
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        os.write(write, ids.new().encode())
-        os._exit(0)
-    os.waitpid(child, 0)
-    in_child = os.read(read, 100).decode()
-    os.close(read)
-    os.close(write)
-
-    assert len({*before, in_child, ids.new()}) == 5
-    assert all(uuid.UUID(value).version == 4 for value in [*before, in_child])
-
-
-def test_it_names_the_forked_process_as_origin(
+def test_it_names_the_forked_process_as_origin_and_gives_it_ids_of_its_own(
     contract_redis: redis.Redis, publisher: Publisher
 ) -> None:
-    publisher.publish_ingest(b"{}", RECEIVED_AT)  # the template is built in this process
+    publisher.publish_ingest(b"{}", RECEIVED_AT)  # template and ids made in this process
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the child
         try:
@@ -143,12 +125,20 @@ def test_it_names_the_forked_process_as_origin(
         finally:
             os._exit(0)
     os.waitpid(child, 0)
+    # The parent's next ids: what the child would have repeated without a generator of its own.
+    publisher.publish_ingest(b"{}", RECEIVED_AT)
 
-    origins = [m["envelope"]["headers"]["origin"] for m in queued(contract_redis)]
+    envelopes = [m["envelope"] for m in queued(contract_redis)]
+    origins = [envelope["headers"]["origin"] for envelope in envelopes]
+    ids = [envelope["headers"]["id"] for envelope in envelopes] + [
+        envelope["properties"]["delivery_tag"] for envelope in envelopes
+    ]
 
     assert sorted(origin.split("@")[0] for origin in origins) == sorted(
-        [f"gen{os.getpid()}", f"gen{child}"]
+        [f"gen{os.getpid()}", f"gen{child}", f"gen{os.getpid()}"]
     )
+    assert len(set(ids)) == 6
+    assert all(uuid.UUID(value).version == 4 for value in ids)
 
 
 def test_it_gives_every_message_a_fresh_uuid4(
