@@ -82,12 +82,13 @@ def first_load_writes(database_url: str, user_ids: list[str]) -> float:
     transaction, in a database of its own. The least the first run could cost."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with connect(database_url) as conn:
-        reconcile_id = conn.execute(
+        row = conn.execute(
             "INSERT INTO eligibility_reconciles (trigger, status) VALUES ('manual', 'running')"
             " RETURNING id"
         ).fetchone()
         conn.commit()
-        assert reconcile_id is not None
+        assert row is not None
+        reconcile_id = row["id"]
         checkpoint(database_url)
         started = time.perf_counter()
         with conn.transaction():
@@ -103,7 +104,7 @@ def first_load_writes(database_url: str, user_ids: list[str]) -> float:
                 " reconcile_id) FROM STDIN"
             ) as copy:
                 for user_id in user_ids:
-                    copy.write_row((user_id, True, now, "reconcile", reconcile_id["id"]))
+                    copy.write_row((user_id, True, now, "reconcile", reconcile_id))
         return time.perf_counter() - started
 
 
