@@ -14,7 +14,7 @@ generated in SQL, then VACUUM ANALYZE.
   periods, sums per target and period, payloads and report bodies (parts of
   SPARK_REPORT_MAX_PAYLOADS), written and committed. Removed again before the next round.
 
-Both run with the same session settings (the builder's work_mem), interleaved baseline then
+Both run with the same session settings (the builder's BUILD_SETTINGS), interleaved baseline then
 candidate for --rounds rounds, after a CHECKPOINT each; the median of the ratios is the
 result.
 """
@@ -31,8 +31,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from bench.support import fresh_database
-from shared.db import connect, execute
-from worker.reports.builder import BUILD_WORK_MEM, build_report
+from shared.db import connect
+from worker.reports.builder import apply_build_settings, build_report
 from worker.reports.ledger import ReportRules
 
 TARGET_RATIO = 2.0
@@ -111,7 +111,7 @@ def checkpoint(url: str) -> None:
 def baseline(url: str) -> tuple[float, int]:
     start, end = day_span()
     with connect(url) as conn, conn.transaction():
-        execute(conn, "set_local_setting", {"name": "work_mem", "value": BUILD_WORK_MEM})
+        apply_build_settings(conn)
         began = time.perf_counter()
         row = conn.execute(BASELINE, {"event_id": EVENT_ID, "start": start, "end": end}).fetchone()
         seconds = time.perf_counter() - began

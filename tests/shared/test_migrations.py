@@ -1,15 +1,14 @@
 from __future__ import annotations
 
-import re
 import threading
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from shared.db import connect
 from shared.db.migrate import MIGRATIONS_DIR, applied_versions, discover, upgrade
 from shared.db.queries import QUERIES, parse_queries
+from tests.sql import prepare
 
 
 def test_it_applies_every_migration_once_and_is_idempotent(empty_database_url: str) -> None:
@@ -46,13 +45,7 @@ def test_it_serialises_concurrent_upgrades(empty_database_url: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(QUERIES))
 def test_it_has_a_migrated_schema_that_every_named_query_fits(database_url: str, name: str) -> None:
-    # PREPARE resolves every table, column and type the query names without running it:
-    # the schema the migrations build is the one the code expects.
-    sql = QUERIES[name]
-    params = sorted(set(re.findall(r"%\((\w+)\)s", sql)))
-    numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${params.index(m[1]) + 1}", sql)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"PREPARE check_query AS {numbered}".encode())  # type: ignore[call-overload]
+    prepare(database_url, QUERIES[name])
 
 
 def test_it_names_migrations_in_order_without_gaps() -> None:

@@ -2,14 +2,20 @@
 
 1. `report_shares`: the pro rata split of each distinct reading span into the curve's
    periods (a few dozen rows for meter values; a small table for charging sessions).
-2. `build_report`: every target's readings, split and summed per period, as EnergyUsage
-   payloads at the curve's own timestamps, numbered into parts of SPARK_REPORT_MAX_PAYLOADS,
-   written as payload rows and report bodies in the same statement.
+2. The build statement (`build_sql`, below): every target's readings, split and summed per
+   period, as EnergyUsage payloads at the curve's own timestamps, numbered into parts of
+   SPARK_REPORT_MAX_PAYLOADS, written as payload rows and report bodies in the same statement.
+
+The build statement has one column per period of the curve (a day has 23, 24 or 25), so it is
+written out here for the curve at hand rather than kept as a named query; the reports' tests
+prepare it against the migrated schema for several period counts. One column per period lets
+PostgreSQL sum a target's energy in a single hash aggregate; gathering each target's parts in
+arrays and summing them per period in a subquery took three times as long (bench.reports).
 
 Supersession has one implementation, `effective_periods_for_event` in shared/db/curves.sql.
 A curve that no newer curve overlaps (`curves_around`, also theirs) has every period in force
-and is built without it; otherwise that query is put in the place `build_report` keeps for
-it, so that a newer curve's periods are reported by the newer curve only.
+and is built without it; otherwise that query is put in the place the build keeps for it, so
+that a newer curve's periods are reported by the newer curve only.
 """
 
 from __future__ import annotations
@@ -24,14 +30,170 @@ from shared.db.queries import QUERIES
 from worker.curves.payload import format_time_span
 from worker.reports.ledger import ReportRules
 
-# In build_report: the stand-in for effective_periods_for_event when nothing is superseded.
-EFFECTIVE_PLACEHOLDER: LiteralString = (
+# In the build: the stand-in for effective_periods_for_event when nothing is superseded.
+NOTHING_SUPERSEDED: LiteralString = (
     "SELECT NULL::text AS resource_id, NULL::text AS location_id, "
     "NULL::timestamptz AS period_start WHERE false"
 )
-# Sorting and hashing 2.4 million rows (100,000 targets x 24 periods) in memory rather than
-# in temporary files; for this transaction only.
-BUILD_WORK_MEM = "256MB"
+# Planner settings for the build's transaction. The planner cannot estimate the joins of
+# readings with a curve's spans and targets (it expects a few rows where there are millions),
+# and for a few rows it would sort them to group them, or loop over the resources for each.
+# The build is made of bulk joins and aggregates only, so it is told so: hash everything, in
+# memory (100,000 targets' sums and the report bodies), and skip JIT, which for the costs the
+# disabled plans carry would compile for longer than the statement runs.
+BUILD_SETTINGS: dict[str, str] = {
+    "work_mem": "256MB",
+    "enable_sort": "off",
+    "enable_nestloop": "off",
+    "jit": "off",
+}
+
+# The report(s) of one curve, in one statement, from the split (the spans and shares that
+# report_shares found). Each {slot_...} marker becomes one item per period slot (1..n):
+#   1. each reading of a target, split into the curve's periods; a reading without a
+#      locationId counts for its resource when the curve names that resource at one
+#      location only;
+#   2. summed per target and period slot, rounded to the Wh's thousandth (6 decimals);
+#      periods without energy are left out, and, when a newer curve overlaps (superseded),
+#      so are the periods it took over for that target ({effective});
+#   3. one EnergyUsage payload per target with energy, its points at the curve's own
+#      timestamps; numbered into parts of max_payloads payloads;
+#   4. the payload rows, and one report row per part with its body (part 1 is the claimed
+#      row report_id, updated; further parts are inserted due).
+# Returns one row per part; none when no target used energy.
+BUILD_TEMPLATE: LiteralString = """
+WITH effective AS (
+    {effective}
+), effective_by_target AS (
+    SELECT resource_id, location_id, array_agg(period_start) AS starts
+    FROM effective
+    GROUP BY resource_id, location_id
+), shares AS (
+    SELECT *
+    FROM unnest(%(span_starts)s::timestamptz[], %(span_ends)s::timestamptz[],
+                %(slots)s::integer[], %(shares)s::double precision[])
+         AS s(start_at, end_at, slot, share)
+), targets AS (
+    SELECT resource_id, location_id,
+           count(*) OVER (PARTITION BY resource_id) = 1 AS only_location
+    FROM price_curve_targets
+    WHERE event_id = %(event_id)s
+), per_target AS (
+    SELECT t.resource_id COLLATE "C" AS resource_id, t.location_id COLLATE "C" AS location_id,
+           {slot_sums}
+    FROM readings r
+    JOIN targets t
+      ON t.resource_id = r.resource_id
+     AND (t.location_id = r.location_id OR (r.location_id IS NULL AND t.only_location))
+    JOIN shares s ON s.start_at = r.start_at AND s.end_at = r.end_at
+    WHERE r.start_at > %(earliest_start)s
+      AND r.start_at < %(last_period_end)s
+      AND r.end_at > %(first_period_start)s
+    GROUP BY 1, 2
+), kept AS (
+    -- NULL for a slot that is left out.
+    SELECT pt.resource_id, pt.location_id,
+           {slot_kept}
+    FROM per_target pt
+    LEFT JOIN effective_by_target e
+      ON e.resource_id = pt.resource_id AND e.location_id = pt.location_id
+), payloads AS (
+    SELECT resource_id, location_id,
+           num_nonnulls({slot_kwh}) AS points,
+           {slot_total} AS kwh,
+           concat_ws(',', {slot_points}) AS curve
+    FROM kept
+), numbered AS (
+    SELECT p.resource_id, p.location_id, p.points, p.kwh, p.curve, res.meter_point_id,
+           (row_number() OVER (ORDER BY p.resource_id, p.location_id) - 1)
+               / %(max_payloads)s + 1 AS part
+    FROM payloads p
+    LEFT JOIN resources res ON res.resource_id = p.resource_id
+    WHERE p.points > 0
+), saved AS (
+    INSERT INTO report_payloads (
+        event_id, part, resource_id, location_id, meter_point_id, kwh, points
+    )
+    SELECT %(event_id)s, part, resource_id, location_id, meter_point_id, kwh, points
+    FROM numbered
+    RETURNING 1
+), bodies AS (
+    SELECT part, count(*) AS payloads, sum(points) AS points, sum(kwh) AS kwh,
+           '{"eventId":' || to_json(%(event_id)s::text)::text || ',"payloads":['
+           || string_agg(
+                  '{"payloadType":"EnergyUsage","resourceId":' || to_json(resource_id::text)::text
+                  || ',"locationId":' || to_json(location_id::text)::text
+                  || coalesce(',"meterPointId":' || to_json(meter_point_id)::text, '')
+                  || ',' || to_json(%(points_field)s::text)::text || ':[' || curve
+                  || '],"resolution":' || to_json(%(resolution)s::text)::text || '}',
+                  ',')
+           || ']}' AS body
+    FROM numbered
+    GROUP BY part
+), base AS (
+    SELECT event_id, month, first_period_start, last_period_end, due_reason, due_at
+    FROM reports
+    WHERE id = %(report_id)s
+)
+INSERT INTO reports (
+    event_id, part, parts, month, first_period_start, last_period_end, status, due_reason,
+    due_at, next_attempt_at, body, built_at, payload_count, point_count, total_kwh,
+    idempotency_key, created_at, updated_at
+)
+SELECT base.event_id, b.part, (SELECT count(*) FROM bodies), base.month,
+       base.first_period_start, base.last_period_end, 'due', base.due_reason, base.due_at,
+       %(now)s, b.body, %(now)s, b.payloads, b.points, b.kwh,
+       base.event_id || '/' || b.part || '/' || md5(b.body), %(now)s, %(now)s
+FROM bodies b
+CROSS JOIN base
+ON CONFLICT (event_id, part) DO UPDATE
+SET parts = EXCLUDED.parts,
+    body = EXCLUDED.body,
+    built_at = EXCLUDED.built_at,
+    payload_count = EXCLUDED.payload_count,
+    point_count = EXCLUDED.point_count,
+    total_kwh = EXCLUDED.total_kwh,
+    idempotency_key = EXCLUDED.idempotency_key,
+    updated_at = EXCLUDED.updated_at
+RETURNING id, part, parts, payload_count, point_count, total_kwh
+"""
+
+# One item per slot {k}, for the markers of BUILD_TEMPLATE.
+SLOT_ITEMS: dict[str, tuple[str, str]] = {
+    "slot_sums": ("sum(r.kwh * s.share) FILTER (WHERE s.slot = {k}) AS sum_{k}", ",\n"),
+    "slot_kept": (
+        "CASE WHEN round(pt.sum_{k} * 1000000) / 1000000 > 0"
+        " AND (NOT %(superseded)s OR (%(period_starts)s::timestamptz[])[{k}] = ANY (e.starts))"
+        " THEN round(pt.sum_{k} * 1000000) / 1000000 END AS kwh_{k}",
+        ",\n",
+    ),
+    "slot_kwh": ("kwh_{k}", ", "),
+    "slot_total": ("coalesce(kwh_{k}, 0)", " + "),
+    "slot_points": ("(%(point_prefixes)s::text[])[{k}] || kwh_{k} || '}}'", ",\n"),
+}
+
+
+def build_sql(slots: int, superseded: bool) -> LiteralString:
+    """The build statement for a curve of `slots` periods."""
+    if slots < 1:
+        raise ValueError("a curve has at least one period")
+    effective = (
+        QUERIES["effective_periods_for_event"].rstrip().removesuffix(";")
+        if superseded
+        else NOTHING_SUPERSEDED
+    )
+    parts = {
+        marker: separator.join(item.format(k=k) for k in range(1, slots + 1))
+        for marker, (item, separator) in SLOT_ITEMS.items()
+    }
+    parts["effective"] = effective
+    sql = BUILD_TEMPLATE
+    for marker, text in parts.items():
+        if sql.count("{" + marker + "}") != 1:
+            raise RuntimeError(f"the build statement lost its place for {marker}")
+        sql = sql.replace("{" + marker + "}", text)
+    # Made of this module's text and slot numbers only: as literal as inline SQL.
+    return sql
 
 
 @dataclass(frozen=True)
@@ -44,14 +206,10 @@ class BuiltPart:
     kwh: float
 
 
-def build_sql(superseded: bool) -> LiteralString:
-    sql = QUERIES["build_report"]
-    if not superseded:
-        return sql
-    if sql.count(EFFECTIVE_PLACEHOLDER) != 1:
-        raise RuntimeError("build_report lost its place for effective_periods_for_event")
-    effective = QUERIES["effective_periods_for_event"].rstrip().removesuffix(";")
-    return sql.replace(EFFECTIVE_PLACEHOLDER, effective)
+def apply_build_settings(conn: Connection) -> None:
+    """BUILD_SETTINGS, for the rest of the caller's transaction."""
+    for name, value in BUILD_SETTINGS.items():
+        execute(conn, "set_local_setting", {"name": name, "value": value})
 
 
 def point_prefix(spark_timestamp: str) -> str:
@@ -81,11 +239,7 @@ def build_report(
     if not shares:
         return []
     superseded = has_newer_curve(conn, event_id)
-    execute(conn, "set_local_setting", {"name": "work_mem", "value": BUILD_WORK_MEM})
-    if superseded:
-        # The planner takes the supersession query for a handful of rows: a nested loop over
-        # its 2.4 million would take hours.
-        execute(conn, "set_local_setting", {"name": "enable_nestloop", "value": "off"})
+    apply_build_settings(conn)
     params = {
         **span,
         "report_id": report_id,
@@ -101,7 +255,8 @@ def build_report(
         "resolution": format_time_span(window["resolution"]),
         "max_payloads": rules.max_payloads,
     }
-    rows = conn.execute(build_sql(superseded), params).fetchall()
+    sql = build_sql(len(window["period_starts"]), superseded)
+    rows = conn.execute(sql, params).fetchall()
     return [
         BuiltPart(
             report_id=row["id"],
