@@ -135,11 +135,11 @@ WITH cast_rows AS (
     FROM cast_rows
 ), staged AS (
     -- In key order: the index takes sorted inserts much faster than scattered ones.
-    SELECT DISTINCT ON (resource_id COLLATE "C", start_at, end_at)
+    SELECT DISTINCT ON (start_at, resource_id, end_at)
            resource_id, location_id, start_at, end_at, kwh, reading_id
     FROM checked
     WHERE error IS NULL
-    ORDER BY resource_id COLLATE "C", start_at, end_at, row_no DESC
+    ORDER BY start_at, resource_id, end_at, row_no DESC
 ), bad AS (
     SELECT row_no, error FROM checked WHERE error IS NOT NULL
 ), placed AS (

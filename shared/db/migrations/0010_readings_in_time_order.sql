@@ -1,0 +1,8 @@
+-- Readings arrive in time order: every meter's values for one hour, then the next hour. With
+-- the key led by the resource, each of those rows went to a different place of the index;
+-- led by the start, they go to its end, a page at a time. The key is the same set of
+-- columns, so the identity of a reading does not change. That index also finds a day's
+-- readings for a report, which the BRIN index did.
+ALTER TABLE readings DROP CONSTRAINT readings_pkey;
+ALTER TABLE readings ADD PRIMARY KEY (start_at, resource_id, end_at);
+DROP INDEX readings_start_brin;
