@@ -3,7 +3,7 @@
 -- A reading is [start, end) with the kWh a resource used in it. Its identity is (resource,
 -- start, end): sent again, it replaces the stored reading. A reading with a readingId that
 -- comes again with another span replaces its old span. Energy is split into a curve's
--- periods pro rata by overlap when a report is built (shared/db/reports.sql).
+-- periods pro rata by overlap when a report is built (worker/reports/builder.py).
 
 -- name: open_consumption_batch
 -- Nothing when the batch is known: a redelivered task or a retried import finds it here.

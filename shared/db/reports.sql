@@ -150,8 +150,8 @@ GROUP BY c.event_id, c.first_period_start, c.last_period_end, c.resolution, b.lo
 -- name: report_shares
 -- The pro rata split: for each distinct span of the readings that may overlap the curve, the
 -- share of it that falls in each period it overlaps. Spans repeat across resources (hourly
--- and 15-minute values), so this is small, and the split of 2.4 million readings below is a
--- hash join with it.
+-- and 15-minute values), so this is small, and the build's split of 2.4 million readings
+-- (worker/reports/builder.py) is a hash join with it.
 SELECT s.start_at, s.end_at, p.slot,
        extract(epoch FROM least(s.end_at, p.period_end) - greatest(s.start_at, p.period_start))
            / extract(epoch FROM s.end_at - s.start_at) AS share
