@@ -233,14 +233,6 @@ FROM consumption_batches
 ORDER BY received_at DESC
 LIMIT %(limit)s;
 
--- name: readings_of_resource
-SELECT resource_id, location_id, start_at, end_at, kwh, reading_id, batch_id, received_at
-FROM readings
-WHERE resource_id = %(resource_id)s
-  AND start_at < %(until)s
-  AND end_at > %(since)s
-ORDER BY start_at, end_at;
-
 -- name: set_batch_token
 -- The staging rows' batch_token for the rest of this transaction (the column's default).
 SELECT set_config('spark_partner.batch_token', %(token)s, true);
