@@ -94,6 +94,28 @@ def test_it_sends_the_deprecated_curve_points_when_configured(
     ]
 
 
+def test_it_reports_a_curve_of_more_than_a_hundred_periods_in_the_curves_order(
+    sandbox: SandboxHandle, database_url: str, tmp_path: Path
+) -> None:
+    # The build has a column per period; a PostgreSQL function takes at most 100 arguments.
+    first = datetime(2026, 3, 10, 0, 0, tzinfo=UTC)
+    starts = [first + n * HOUR for n in range(120)]
+    event = curve(sandbox, database_url, [("car", "home")], starts, created_at=first - 12 * HOUR)
+    used = {n: round(1 + n / 1000, 3) for n in range(120) if n % 7}
+    readings = [reading("car", starts[n], starts[n] + HOUR, kwh) for n, kwh in used.items()]
+    after = starts[-1] + 6 * HOUR
+    import_readings(database_url, write_readings(tmp_path / "r.csv", readings), now=after)
+
+    result = send_event(database_url, sandbox, event.event_id, after)
+
+    assert [r["status"] for r in result["results"]] == ["sent"]  # type: ignore[index]
+    (stored,) = accepted_reports(sandbox, event.event_id)["reports"]
+    own = [point["timestamp"] for point in event.payload["priceCurveDelta"]["points"]]
+    assert points_of(stored["body"], "car") == [
+        {"timestamp": own[n], "kiloWattHours": kwh} for n, kwh in used.items()
+    ]
+
+
 def test_it_splits_a_report_only_above_the_payload_limit_and_says_so(
     sandbox: SandboxHandle, database_url: str, tmp_path: Path
 ) -> None:

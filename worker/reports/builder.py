@@ -99,10 +99,12 @@ WITH effective AS (
     LEFT JOIN effective_by_target e
       ON e.resource_id = pt.resource_id AND e.location_id = pt.location_id
 ), payloads AS (
+    -- Arrays, not function arguments: a function takes at most 100 (a day of quarter hours
+    -- with the autumn's extra hour has 100 periods).
     SELECT resource_id, location_id,
-           num_nonnulls({slot_kwh}) AS points,
+           cardinality(array_remove(ARRAY[{slot_kwh}], NULL)) AS points,
            {slot_total} AS kwh,
-           concat_ws(',', {slot_points}) AS curve
+           array_to_string(ARRAY[{slot_points}], ',') AS curve
     FROM kept
 ), numbered AS (
     SELECT p.resource_id, p.location_id, p.points, p.kwh, p.curve, res.meter_point_id,
@@ -127,7 +129,7 @@ WITH effective AS (
                   || coalesce(',"meterPointId":' || to_json(meter_point_id)::text, '')
                   || ',' || to_json(%(points_field)s::text)::text || ':[' || curve
                   || '],"resolution":' || to_json(%(resolution)s::text)::text || '}',
-                  ',')
+                  ',' ORDER BY resource_id, location_id)
            || ']}' AS body
     FROM numbered
     GROUP BY part
