@@ -26,6 +26,7 @@ from tests.fixtures.sandbox import SandboxHandle
 from tests.spec import assert_request_matches
 from worker.app import current_settings
 from worker.eligibility.reconcile import (
+    FEW_CHANGES,
     LOCK_CLASS,
     MAX_ATTEMPTS,
     Claim,
@@ -42,9 +43,16 @@ def after_settling() -> timedelta:
     return timedelta(seconds=current_settings().eligibility_settle_seconds + 1)
 
 
+# A handful of changes is applied by looking each user up; many, by one pass over all users.
+@pytest.mark.parametrize("few_changes", [FEW_CHANGES, -1], ids=["few changes", "many changes"])
 def test_it_records_who_became_eligible_who_lost_it_and_whom_spark_listed_first(
-    sandbox: SandboxHandle, database_url: str, db: Connection
+    sandbox: SandboxHandle,
+    database_url: str,
+    db: Connection,
+    few_changes: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr("worker.eligibility.reconcile.FEW_CHANGES", few_changes)
     local_user(db, "gains")
     local_user(db, "keeps", eligible=True)
     local_user(db, "loses", eligible=True)

@@ -26,6 +26,13 @@ ANALYZE_SPARK_ELIGIBLE: LiteralString = "ANALYZE spark_eligible"
 
 ANALYZE_CHANGES: LiteralString = "ANALYZE eligibility_changes"
 
+# For the rest of the transaction: join by nested loops over the key's index. The planner
+# prices an index lookup as a read from disk, so it would scan a million users to change a
+# few thousand; the users table is in memory.
+LOOK_UP_EACH_CHANGE: LiteralString = (
+    "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+)
+
 # The whole comparison in one pass over both sets (a full join):
 #   lost:    eligible here, not listed by Spark (whether or not an event said so);
 #   became:  listed by Spark, held here as not eligible (deleted users stay as they are);
@@ -49,19 +56,20 @@ WHERE u.user_id IS NULL
 # since the comparison is checked again. Returns the counts, and (when auto_enroll) the users
 # to enroll: our own, consenting, not enrolled, just became eligible.
 APPLY_CHANGES: LiteralString = """
-WITH lost AS (
+WITH flipped AS (
+    -- Both directions in one UPDATE: one pass over users, not one per direction.
     UPDATE users u
-    SET eligible = false, eligible_changed_at = %(now)s, updated_at = %(now)s
+    SET eligible = (c.change = 'became'), eligible_changed_at = %(now)s, updated_at = %(now)s
     FROM eligibility_changes c
-    WHERE c.change = 'lost' AND u.user_id = c.user_id AND u.eligible
-    RETURNING u.user_id
+    WHERE u.user_id = c.user_id
+      AND ((c.change = 'lost' AND u.eligible)
+           OR (c.change = 'became' AND NOT u.eligible AND u.deleted_at IS NULL))
+    RETURNING u.user_id, u.eligible AS became_eligible,
+              u.known_locally AND u.consented AND NOT u.enrolled AS enroll
+), lost AS (
+    SELECT user_id FROM flipped WHERE NOT became_eligible
 ), became AS (
-    UPDATE users u
-    SET eligible = true, eligible_changed_at = %(now)s, updated_at = %(now)s
-    FROM eligibility_changes c
-    WHERE c.change = 'became' AND u.user_id = c.user_id
-      AND NOT u.eligible AND u.deleted_at IS NULL
-    RETURNING u.user_id, u.known_locally AND u.consented AND NOT u.enrolled AS enroll
+    SELECT user_id, enroll FROM flipped WHERE became_eligible
 ), unknown AS (
     -- Sorted input keeps the index inserts cheap.
     INSERT INTO users (

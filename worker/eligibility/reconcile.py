@@ -52,6 +52,9 @@ SESSION_SETTINGS: LiteralString = (
     " SET tcp_keepalives_count = 3"
 )
 APPLY_WORK_MEM = "256MB"
+# Up to this many changes, applying them looks each user up by key; above it, one pass over
+# all users costs less (a day's churn of a million users is about 20,000 changes).
+FEW_CHANGES = 100_000
 
 
 class UnreliableRead(Exception):
@@ -311,8 +314,11 @@ def apply_eligible_users(
             for user_id in user_ids:
                 copy.write_row((user_id,))
         conn.execute(comparison.ANALYZE_SPARK_ELIGIBLE)
-        conn.execute(comparison.FIND_CHANGES)
+        found = conn.execute(comparison.FIND_CHANGES).rowcount
         conn.execute(comparison.ANALYZE_CHANGES)
+        if found <= FEW_CHANGES:
+            # Each changed user looked up by its key, instead of a pass over all users.
+            conn.execute(comparison.LOOK_UP_EACH_CHANGE)
         changes = conn.execute(comparison.APPLY_CHANGES, params).fetchone()
         if changes is None:
             raise RuntimeError("the comparison returned no counts")
