@@ -320,8 +320,10 @@ def sandbox_command(plan: Plan, emit_every: float) -> str:
         "python", "-m", "sandbox",
         "--host", "127.0.0.1",
         "--port", str(plan.sandbox_port),
-        "--client-id", plan.values["SPARK_CLIENT_ID"],
-        "--client-secret", plan.values["SPARK_CLIENT_SECRET"],
+        # Joined by "=": a generated value may start with "-", which argparse would take
+        # for an option of its own.
+        "--client-id=" + plan.values["SPARK_CLIENT_ID"],
+        "--client-secret=" + plan.values["SPARK_CLIENT_SECRET"],
         "--emit-every", f"{emit_every:g}",
         "--timezone", plan.values["SPARK_TIMEZONE"],
     ]  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import stat
 import subprocess
@@ -18,6 +19,7 @@ import redis
 from honcho.environ import parse as honcho_parse_env
 from honcho.environ import parse_procfile
 
+from sandbox.__main__ import parse_args as parse_sandbox_args
 from sandbox.devstack import (
     DaemonRedisServer,
     ServiceError,
@@ -35,6 +37,7 @@ from sandbox.runstack import (
     redis_reachable,
     resolve_services,
     runtime_procfile,
+    sandbox_command,
     spark_partly_configured,
     write_env_file,
 )
@@ -241,12 +244,24 @@ def test_it_runs_the_repository_procfile_plus_the_sandbox() -> None:
     assert next(iter(runtime.processes)) == "web"
     for name, command in repository.processes.items():
         assert runtime.processes[name] == command
-    sandbox = runtime.processes["sandbox"].split()
+    sandbox = shlex.split(runtime.processes["sandbox"])
     assert sandbox[:3] == ["python", "-m", "sandbox"]
-    assert sandbox[sandbox.index("--port") + 1] == str(plan.sandbox_port)
-    assert sandbox[sandbox.index("--emit-every") + 1] == "20"
-    assert sandbox[sandbox.index("--client-id") + 1] == plan.values["SPARK_CLIENT_ID"]
-    assert sandbox[sandbox.index("--client-secret") + 1] == plan.values["SPARK_CLIENT_SECRET"]
+    args = parse_sandbox_args(sandbox[3:])
+    assert args.port == plan.sandbox_port
+    assert args.emit_every == 20
+    assert args.client_id == plan.values["SPARK_CLIENT_ID"]
+    assert args.client_secret == plan.values["SPARK_CLIENT_SECRET"]
+
+
+def test_it_hands_the_sandbox_credentials_that_start_with_a_dash() -> None:
+    # token_urlsafe starts one value in 64 with "-": argparse took it for an option.
+    plan = plan_settings(load_settings({"PORT": "8200"}), no_services(), {}, free_port())
+    plan.values.update(SPARK_CLIENT_ID="-id", SPARK_CLIENT_SECRET="-x9Zq")
+
+    command = shlex.split(sandbox_command(plan, 20))
+
+    args = parse_sandbox_args(command[3:])
+    assert (args.client_id, args.client_secret) == ("-id", "-x9Zq")
 
 
 def test_it_refuses_a_port_that_honcho_would_push_past_65535() -> None:
