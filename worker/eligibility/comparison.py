@@ -1,4 +1,4 @@
-"""The SQL of the comparison, which works on two temporary tables of the reconcile's transaction.
+"""The SQL of the comparison, which works on temporary tables of the reconcile's transaction.
 
 They are temporary (not unlogged tables of the schema) so that no lock is needed beyond the
 session: a TRUNCATE of a shared table would wait for every open `pg_dump`. Statements naming
@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from typing import LiteralString
 
-# Spark's list, and what comparing it with users found. No indexes: filled once, read by hash
-# joins; ANALYZE gives the planner their real sizes, which a CTE would not.
+# Spark's list, what comparing it with users found, and whom that flipped. No indexes: filled
+# once, read by hash joins; ANALYZE gives the planner their real sizes, which a CTE would not.
 CREATE_TABLES: LiteralString = """
 CREATE TEMPORARY TABLE spark_eligible (user_id text NOT NULL) ON COMMIT DROP;
 CREATE TEMPORARY TABLE eligibility_changes (
     user_id text NOT NULL,
     change  text NOT NULL
+) ON COMMIT DROP;
+CREATE TEMPORARY TABLE eligibility_flipped (
+    user_id         text NOT NULL,
+    became_eligible boolean NOT NULL,
+    enroll          boolean NOT NULL
 ) ON COMMIT DROP
 """
 
@@ -26,12 +31,14 @@ ANALYZE_SPARK_ELIGIBLE: LiteralString = "ANALYZE spark_eligible"
 
 ANALYZE_CHANGES: LiteralString = "ANALYZE eligibility_changes"
 
-# For the rest of the transaction: join by nested loops over the key's index. The planner
-# prices an index lookup as a read from disk, so it would scan a million users to change a
-# few thousand; the users table is in memory.
+# For FLIP_CHANGES only, when the changes are few: join by nested loops over the key's
+# index. The planner prices an index lookup as a read from disk, so it would scan a million
+# users to change a few thousand; the users table is in memory. The rest of the apply joins
+# sets of changes with each other, which nested loops would make quadratic.
 LOOK_UP_EACH_CHANGE: LiteralString = (
     "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
 )
+PLAN_FREELY: LiteralString = "RESET enable_hashjoin; RESET enable_mergejoin"
 
 # The whole comparison in one pass over both sets (a full join):
 #   lost:    eligible here, not listed by Spark (whether or not an event said so);
@@ -50,14 +57,11 @@ WHERE u.user_id IS NULL
    OR (s.user_id IS NOT NULL AND NOT u.eligible AND u.deleted_at IS NULL)
 """
 
-# Unknown users are added, eligible and marked as not known locally; Spark has them already,
-# so nothing is left to push. Each change is a transition, with reason 'event' when an event
-# linked to this reconcile announced it. The updates repeat their conditions, so a row changed
-# since the comparison is checked again. Returns the counts, and (when auto_enroll) the users
-# to enroll: our own, consenting, not enrolled, just became eligible.
-APPLY_CHANGES: LiteralString = """
+# Our users who lost or gained eligibility, in both directions in one UPDATE (one pass,
+# not one per direction). The conditions are repeated, so a row changed since the
+# comparison is checked again.
+FLIP_CHANGES: LiteralString = """
 WITH flipped AS (
-    -- Both directions in one UPDATE: one pass over users, not one per direction.
     UPDATE users u
     SET eligible = (c.change = 'became'), eligible_changed_at = %(now)s, updated_at = %(now)s
     FROM eligibility_changes c
@@ -66,10 +70,20 @@ WITH flipped AS (
            OR (c.change = 'became' AND NOT u.eligible AND u.deleted_at IS NULL))
     RETURNING u.user_id, u.eligible AS became_eligible,
               u.known_locally AND u.consented AND NOT u.enrolled AS enroll
-), lost AS (
-    SELECT user_id FROM flipped WHERE NOT became_eligible
+)
+INSERT INTO eligibility_flipped (user_id, became_eligible, enroll)
+SELECT user_id, became_eligible, enroll FROM flipped
+"""
+
+# Unknown users are added, eligible and marked as not known locally; Spark has them already,
+# so nothing is left to push. Each change is a transition, with reason 'event' when an event
+# linked to this reconcile announced it. Returns the counts, and (when auto_enroll) the users
+# to enroll: our own, consenting, not enrolled, just became eligible.
+APPLY_CHANGES: LiteralString = """
+WITH lost AS (
+    SELECT user_id FROM eligibility_flipped WHERE NOT became_eligible
 ), became AS (
-    SELECT user_id, enroll FROM flipped WHERE became_eligible
+    SELECT user_id, enroll FROM eligibility_flipped WHERE became_eligible
 ), unknown AS (
     -- Sorted input keeps the index inserts cheap.
     INSERT INTO users (

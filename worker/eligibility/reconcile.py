@@ -317,8 +317,9 @@ def apply_eligible_users(
         found = conn.execute(comparison.FIND_CHANGES).rowcount
         conn.execute(comparison.ANALYZE_CHANGES)
         if found <= FEW_CHANGES:
-            # Each changed user looked up by its key, instead of a pass over all users.
             conn.execute(comparison.LOOK_UP_EACH_CHANGE)
+        conn.execute(comparison.FLIP_CHANGES, params)
+        conn.execute(comparison.PLAN_FREELY)
         changes = conn.execute(comparison.APPLY_CHANGES, params).fetchone()
         if changes is None:
             raise RuntimeError("the comparison returned no counts")
