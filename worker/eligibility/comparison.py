@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import LiteralString
 
 # Spark's list, what comparing it with users found, and whom that flipped. No indexes: filled
-# once, read by hash joins; ANALYZE gives the planner their real sizes, which a CTE would not.
+# once, read by hash joins; ANALYZE gives the planner the real sizes of the two large ones,
+# which a CTE would not.
 CREATE_TABLES: LiteralString = """
 CREATE TEMPORARY TABLE spark_eligible (user_id text NOT NULL) ON COMMIT DROP;
 CREATE TEMPORARY TABLE eligibility_changes (
@@ -38,7 +39,10 @@ ANALYZE_CHANGES: LiteralString = "ANALYZE eligibility_changes"
 LOOK_UP_EACH_CHANGE: LiteralString = (
     "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
 )
-PLAN_FREELY: LiteralString = "RESET enable_hashjoin; RESET enable_mergejoin"
+# Back to the values in force before LOOK_UP_EACH_CHANGE, for the rest of the transaction.
+PLAN_FREELY: LiteralString = (
+    "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT"
+)
 
 # The whole comparison in one pass over both sets (a full join):
 #   lost:    eligible here, not listed by Spark (whether or not an event said so);

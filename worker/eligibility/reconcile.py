@@ -318,8 +318,10 @@ def apply_eligible_users(
         conn.execute(comparison.ANALYZE_CHANGES)
         if found <= FEW_CHANGES:
             conn.execute(comparison.LOOK_UP_EACH_CHANGE)
-        conn.execute(comparison.FLIP_CHANGES, params)
-        conn.execute(comparison.PLAN_FREELY)
+            conn.execute(comparison.FLIP_CHANGES, params)
+            conn.execute(comparison.PLAN_FREELY)
+        else:
+            conn.execute(comparison.FLIP_CHANGES, params)
         changes = conn.execute(comparison.APPLY_CHANGES, params).fetchone()
         if changes is None:
             raise RuntimeError("the comparison returned no counts")
