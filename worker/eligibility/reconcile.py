@@ -316,12 +316,12 @@ def apply_eligible_users(
         conn.execute(comparison.ANALYZE_SPARK_ELIGIBLE)
         found = conn.execute(comparison.FIND_CHANGES).rowcount
         conn.execute(comparison.ANALYZE_CHANGES)
-        if found <= FEW_CHANGES:
+        few = found <= FEW_CHANGES
+        if few:
             conn.execute(comparison.LOOK_UP_EACH_CHANGE)
-            conn.execute(comparison.FLIP_CHANGES, params)
+        conn.execute(comparison.FLIP_CHANGES, params)
+        if few:
             conn.execute(comparison.PLAN_FREELY)
-        else:
-            conn.execute(comparison.FLIP_CHANGES, params)
         changes = conn.execute(comparison.APPLY_CHANGES, params).fetchone()
         if changes is None:
             raise RuntimeError("the comparison returned no counts")
