@@ -65,7 +65,8 @@ def test_it_reports_sparks_example_with_three_points_and_leaves_out_periods_with
     assert [p["timestamp"] for p in points_of(body, "car")] == own
     assert [p["kiloWattHours"] for p in points_of(body, "car")] == [11.0, 11.0, 5.5]
     assert points_of(body, "heater") == [{"timestamp": own[1], "kiloWattHours": 2.0}]
-    assert {p["resourceId"] for p in body["payloads"]} == {"car", "heater"}
+    # In target order, so that a body built again is the same body, with the same key.
+    assert [p["resourceId"] for p in body["payloads"]] == ["car", "heater"]
     assert {(p["payloadType"], p["resolution"]) for p in body["payloads"]} == {
         ("EnergyUsage", "01:00:00")
     }
