@@ -1,4 +1,12 @@
--- Consumption: batches of readings, checked and merged set-wise from `staged_readings`.
+-- Consumption: batches of readings, checked and merged set-wise. Each chunk's good readings
+-- end up in the session's temporary table `incoming_readings`, by one of two ways
+-- (worker/consumption/store.py):
+--   - new readings of a plain file: COPYed there as they are, then a plain INSERT into
+--     `readings`, whose constraints are the row rules (insert_incoming_readings);
+--   - anything else: COPYed into `staged_readings` as text, checked row by row with a reason
+--     for each bad one, and merged (merge_staged_readings).
+-- What follows reads them there: coverage, the longest reading, late data
+-- (account_incoming_readings) and spans moved under a readingId (move_resent_readings).
 --
 -- A reading is [start, end) with the kWh a resource used in it. Its identity is (resource,
 -- start, end): sent again, it replaces the stored reading. A reading with a readingId that
@@ -40,10 +48,9 @@ WHERE batch_id = %(batch_id)s;
 -- A reading sent again under its readingId with another span: the old span goes, and counts
 -- as late data where a report for it was built already.
 WITH staged AS (
-    SELECT DISTINCT resource_id, reading_id,
-           start_at::timestamptz AS start_at, end_at::timestamptz AS end_at
-    FROM staged_readings
-    WHERE batch_token = %(token)s AND reading_id <> ''
+    SELECT DISTINCT resource_id, reading_id, start_at, end_at
+    FROM incoming_readings
+    WHERE reading_id IS NOT NULL
 ), moved AS (
     DELETE FROM readings r
     USING staged s
@@ -80,17 +87,39 @@ WITH staged AS (
 )
 SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM late) AS late;
 
+-- name: create_incoming_readings
+-- A chunk's good readings, whichever way they came in; emptied at commit. `change` is what
+-- storing the reading did: 'new', 'changed', or NULL when the stored one was the same.
+CREATE TEMPORARY TABLE IF NOT EXISTS incoming_readings (
+    resource_id         text NOT NULL,
+    location_id         text,
+    start_at            timestamptz NOT NULL,
+    end_at              timestamptz NOT NULL,
+    kwh                 double precision NOT NULL,
+    reading_id          text,
+    change              text DEFAULT 'new'
+) ON COMMIT DELETE ROWS;
+
+-- name: insert_incoming_readings
+-- New readings COPYed into `incoming_readings` straight from a file, in one INSERT. It fails
+-- when a row breaks a rule (the constraints of `readings`) or is stored already, or sent
+-- twice in the chunk (the key): the caller then merges the chunk the checked way.
+INSERT INTO readings (
+    resource_id, start_at, end_at, location_id, kwh, reading_id, batch_id, received_at
+)
+SELECT resource_id, start_at, end_at, location_id, kwh, reading_id, %(batch_id)s, %(now)s
+FROM incoming_readings;
+
 -- name: merge_staged_readings
 -- The batch's rows, checked and merged into `readings` in one pass:
---   1. each row checked (the rules of worker/consumption/readings.py); a bad row is left out,
---      removed from staging and returned with why and its place in the batch (1 for its
---      first row; places are only worked out when a row is bad). Each cast is guarded by
---      the checks before it; a value they cannot catch (February 30th, 1e999) makes the
---      statement fail, and the caller then checks the rows one by one;
+--   1. each row checked (the rules of worker/consumption/readings.py); a bad row is left out
+--      and returned with why and its place in the batch (1 for its first row; places are
+--      only worked out when a row is bad). Each cast is guarded by the checks before it; a
+--      value they cannot catch (February 30th, 1e999) makes the statement fail, and the
+--      caller then checks the rows one by one;
 --   2. good rows inserted, or replacing the stored reading when they differ from it (the
 --      last row wins for a reading sent twice in one batch);
---   3. the coverage per resource, the longest reading, and late data: a reading new or
---      changed in the span of a curve whose report was built already.
+--   3. good rows copied to `incoming_readings`, with what storing them did.
 WITH cast_rows AS (
     SELECT row_no, resource_id, nullif(location_id, '') AS location_id,
            nullif(reading_id, '') AS reading_id, start_at AS start_text, end_at AS end_text,
@@ -146,19 +175,13 @@ WITH cast_rows AS (
     SELECT row_no, row_number() OVER (ORDER BY row_no) AS place
     FROM staged_readings
     WHERE batch_token = %(token)s AND EXISTS (SELECT 1 FROM bad)
-), removed AS (
-    -- What comes after this statement (move_resent_readings) sees good rows only.
-    DELETE FROM staged_readings s
-    USING bad b
-    WHERE s.batch_token = %(token)s AND s.row_no = b.row_no
-    RETURNING 1
 ), merged AS (
     INSERT INTO readings (
         resource_id, start_at, end_at, location_id, kwh, reading_id, batch_id, received_at
     )
     SELECT resource_id, start_at, end_at, location_id, kwh, reading_id, %(batch_id)s, %(now)s
     FROM staged
-    ON CONFLICT (resource_id, start_at, end_at) DO UPDATE
+    ON CONFLICT (start_at, resource_id, end_at) DO UPDATE
     SET location_id = EXCLUDED.location_id,
         kwh = EXCLUDED.kwh,
         reading_id = EXCLUDED.reading_id,
@@ -166,11 +189,33 @@ WITH cast_rows AS (
         received_at = EXCLUDED.received_at
     WHERE (readings.location_id, readings.kwh, readings.reading_id)
           IS DISTINCT FROM (EXCLUDED.location_id, EXCLUDED.kwh, EXCLUDED.reading_id)
-    RETURNING resource_id, location_id, start_at, end_at, kwh, (xmax = 0) AS inserted
-), coverage AS (
+    RETURNING start_at, resource_id, end_at, (xmax = 0) AS inserted
+), incoming AS (
+    INSERT INTO incoming_readings (
+        resource_id, location_id, start_at, end_at, kwh, reading_id, change
+    )
+    SELECT s.resource_id, s.location_id, s.start_at, s.end_at, s.kwh, s.reading_id,
+           CASE WHEN m.inserted THEN 'new' WHEN NOT m.inserted THEN 'changed' END
+    FROM staged s
+    LEFT JOIN merged m USING (start_at, resource_id, end_at)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM checked) AS rows,
+       (SELECT count(*) FROM bad) AS rejected,
+       (SELECT count(*) FROM merged WHERE inserted) AS inserted,
+       (SELECT count(*) FROM merged WHERE NOT inserted) AS replaced,
+       (SELECT coalesce(json_agg(json_build_object('place', p.place, 'error', b.error)
+                                 ORDER BY p.place), '[]')
+        FROM bad b JOIN placed p ON p.row_no = b.row_no) AS errors;
+
+-- name: account_incoming_readings
+-- What the chunk's readings change beyond `readings`: the coverage per resource, the longest
+-- reading, and late data: a reading new or changed in the span of a curve whose report was
+-- built already.
+WITH coverage AS (
     INSERT INTO consumption_coverage (resource_id, data_until, updated_at)
     SELECT resource_id, max(end_at), %(now)s
-    FROM staged
+    FROM incoming_readings
     GROUP BY resource_id
     ORDER BY resource_id
     ON CONFLICT (resource_id) DO UPDATE
@@ -180,16 +225,18 @@ WITH cast_rows AS (
 ), longest AS (
     UPDATE consumption_bounds b
     SET longest_reading = s.longest
-    FROM (SELECT max(end_at - start_at) AS longest FROM staged) AS s
+    FROM (SELECT max(end_at - start_at) AS longest FROM incoming_readings) AS s
     WHERE s.longest > b.longest_reading
     RETURNING 1
 ), built AS (
-    -- Curves overlapping the batch whose report was built: usually none, so the join with
-    -- the batch's rows below is skipped.
+    -- Curves overlapping the chunk whose report was built: usually none, so the join with
+    -- the chunk's rows below is skipped.
     SELECT c.event_id, c.first_period_start, c.last_period_end
     FROM price_curves c
-    WHERE c.first_period_start < (SELECT max(end_at) FROM staged)
-      AND c.last_period_end > (SELECT min(start_at) FROM staged)
+    WHERE c.first_period_start
+              < (SELECT max(end_at) FROM incoming_readings WHERE change IS NOT NULL)
+      AND c.last_period_end
+              > (SELECT min(start_at) FROM incoming_readings WHERE change IS NOT NULL)
       AND EXISTS (
           SELECT 1 FROM reports rp
           WHERE rp.event_id = c.event_id AND rp.built_at IS NOT NULL AND rp.status <> 'rejected'
@@ -201,27 +248,19 @@ WITH cast_rows AS (
     )
     SELECT b.event_id, m.resource_id, m.location_id, m.start_at, m.end_at, m.kwh,
            kwh_in_span(m.kwh, m.start_at, m.end_at, b.first_period_start, b.last_period_end),
-           CASE WHEN m.inserted THEN 'new' ELSE 'changed' END, %(batch_id)s, %(now)s
+           m.change, %(batch_id)s, %(now)s
     FROM built b
     JOIN price_curve_targets t ON t.event_id = b.event_id
-    JOIN merged m
+    JOIN incoming_readings m
       ON m.resource_id = t.resource_id
      AND (m.location_id IS NULL OR m.location_id = t.location_id)
      AND m.start_at < b.last_period_end
      AND b.first_period_start < m.end_at
-    -- Checked once: without a built report nothing here reads the batch's rows.
-    WHERE EXISTS (SELECT 1 FROM built)
+    -- Checked once: without a built report nothing here reads the chunk's rows again.
+    WHERE EXISTS (SELECT 1 FROM built) AND m.change IS NOT NULL
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM checked) AS rows,
-       (SELECT count(*) FROM bad) AS rejected,
-       (SELECT count(*) FROM merged WHERE inserted) AS inserted,
-       (SELECT count(*) FROM merged WHERE NOT inserted) AS replaced,
-       (SELECT count(*) FROM late) AS late,
-       (SELECT count(*) FROM removed) AS removed,
-       (SELECT coalesce(json_agg(json_build_object('place', p.place, 'error', b.error)
-                                 ORDER BY p.place), '[]')
-        FROM bad b JOIN placed p ON p.row_no = b.row_no) AS errors;
+SELECT (SELECT count(*) FROM late) AS late;
 
 -- name: clear_staged_readings
 DELETE FROM staged_readings WHERE batch_token = %(token)s;

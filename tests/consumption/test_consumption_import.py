@@ -283,3 +283,135 @@ def test_it_refuses_a_file_without_the_required_columns(database_url: str, tmp_p
     assert "unknown column 'resource'" in result.output
     execute(database_url, "SELECT 1")
     assert stored(database_url) == []
+
+
+def import_text(database_url: str, tmp_path: Path, text: str) -> tuple[int, Any]:
+    """Import a file with `text` in it: the CLI's exit code and its JSON answer."""
+    path = tmp_path / "readings.csv"
+    path.write_text(text, encoding="utf-8")
+    result = cli(database_url, "consumption", "import", str(path), "--json")
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_it_names_a_plain_row_that_breaks_a_rule_and_stores_the_rest(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Every row is spelled plainly, so the chunk first goes the fast way; each bad one
+    # breaks a constraint of `readings`, and the chunk is checked row by row instead.
+    long_id = "x" * 201
+    code, report = import_text(
+        database_url,
+        tmp_path,
+        "resourceId,start,end,kWh\n"
+        "ev-1,2026-03-03T10:00:00Z,2026-03-03T11:00:00Z,1.5\n"
+        "ev-2,2026-03-03T11:00:00Z,2026-03-03T10:00:00Z,1\n"
+        "ev-3,2026-03-03T10:00:00Z,2026-03-03T11:00:00Z,-2\n"
+        "ev-4,2026-01-01T00:00:00Z,2026-02-02T00:00:00Z,1\n"
+        f"{long_id},2026-03-03T10:00:00Z,2026-03-03T11:00:00Z,1\n"
+        "ev-5,2026-03-03T10:00:00Z,2026-03-03T11:00:00Z,2\n",
+    )
+
+    assert code == 1
+    assert report["errors"] == [
+        {"row": 3, "error": "end must be after start"},
+        {"row": 4, "error": "kWh must be a finite number, 0 or more"},
+        {"row": 5, "error": "a reading may span at most 31 days"},
+        {"row": 6, "error": "resourceId is longer than 200 bytes"},
+    ]
+    assert [r[0] for r in stored(database_url)] == ["ev-1", "ev-5"]
+    assert (report["inserted"], report["rejected"]) == (2, 4)
+
+
+def test_it_refuses_a_time_without_an_offset_in_an_otherwise_plain_file(
+    database_url: str, tmp_path: Path
+) -> None:
+    # PostgreSQL alone would read the first row's start as UTC and store it.
+    code, report = import_text(
+        database_url,
+        tmp_path,
+        "resourceId,start,end,kWh\n"
+        "ev-1,2026-03-03T10:00:00,2026-03-03T11:00:00Z,1\n"
+        "ev-2,2026-03-03T10:00:00+01:00,2026-03-03T11:00:00+01:00,2\n",
+    )
+
+    assert code == 1
+    assert report["errors"] == [
+        {
+            "row": 2,
+            "error": "start must be an ISO 8601 date and time with Z or a ±hh:mm offset",
+        }
+    ]
+    assert stored(database_url) == [
+        ("ev-2", None, utc_time("2026-03-03T09:00:00"), utc_time("2026-03-03T10:00:00"), 2.0, None)
+    ]
+
+
+def test_it_checks_row_by_row_a_plain_date_that_does_not_exist(
+    database_url: str, tmp_path: Path
+) -> None:
+    code, report = import_text(
+        database_url,
+        tmp_path,
+        "resourceId,start,end,kWh\n"
+        "ev-1,2026-02-30T10:00:00Z,2026-03-01T11:00:00Z,1\n"
+        "ev-2,2026-03-03T10:00:00Z,2026-03-03T11:00:00Z,2\n",
+    )
+
+    assert code == 1
+    assert report["errors"] == [{"row": 2, "error": "start is not a valid date and time"}]
+    assert [r[0] for r in stored(database_url)] == ["ev-2"]
+
+
+def test_it_keeps_the_last_of_a_reading_sent_twice_in_one_plain_file(
+    database_url: str, tmp_path: Path
+) -> None:
+    code, report = import_text(
+        database_url,
+        tmp_path,
+        "resourceId,start,end,kWh\n"
+        "ev-1,2026-03-03T10:00:00Z,2026-03-03T11:00:00Z,1\n"
+        "ev-1,2026-03-03T10:00:00Z,2026-03-03T11:00:00Z,3\n",
+    )
+
+    assert code == 0
+    assert (report["readings"], report["inserted"], report["unchanged"]) == (2, 1, 1)
+    assert [(r[0], r[4]) for r in stored(database_url)] == [("ev-1", 3.0)]
+
+
+def test_it_adds_new_readings_and_keeps_stored_ones_when_a_file_is_sent_again_longer(
+    database_url: str, tmp_path: Path
+) -> None:
+    day = [reading("ev-1", T0 + n * HOUR, T0 + (n + 1) * HOUR, n + 0.5) for n in range(6)]
+    first = import_readings(database_url, write_readings(tmp_path / "a.csv", day[:4]), now=NOW)
+    # The first four again (one corrected) and two new: a chunk that is partly stored.
+    day[1] = reading("ev-1", T0 + HOUR, T0 + 2 * HOUR, 9.0)
+    again = import_readings(database_url, write_readings(tmp_path / "b.csv", day), now=NOW)
+
+    assert (first["inserted"], first["replaced"], first["unchanged"]) == (4, 0, 0)
+    assert (again["inserted"], again["replaced"], again["unchanged"]) == (2, 1, 3)
+    assert [r[4] for r in stored(database_url)] == [0.5, 9.0, 2.5, 3.5, 4.5, 5.5]
+    coverage = rows(database_url, "SELECT data_until FROM consumption_coverage")
+    assert coverage == [{"data_until": T0 + 6 * HOUR}]
+
+
+def test_it_stores_a_large_plain_file_the_same_in_small_chunks(
+    database_url: str, tmp_path: Path
+) -> None:
+    lines = ["resourceId,locationId,start,end,kWh,readingId"]
+    for n in range(2000):
+        start = T0 + (n // 50) * HOUR
+        lines.append(f"r-{n % 50},loc,{utc(start)},{utc(start + HOUR)},{n / 100},")
+    data = ("\n".join(lines) + "\n").encode()
+
+    with connect(database_url) as conn:
+        result = import_csv(conn, io.BytesIO(data), now=NOW, chunk_bytes=10_000)
+
+    assert (result.readings, result.inserted, result.rejected) == (2000, 2000, 0)
+    total = rows(database_url, "SELECT count(*) AS n, sum(kwh) AS kwh FROM readings")
+    assert total == [{"n": 2000, "kwh": sum(n / 100 for n in range(2000))}]
+    coverage = rows(database_url, "SELECT DISTINCT data_until FROM consumption_coverage")
+    assert coverage == [{"data_until": T0 + 40 * HOUR}]
+
+
+def utc_time(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)

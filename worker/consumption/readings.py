@@ -4,8 +4,8 @@ CSV file), with an error per field.
 A reading is `{resourceId, locationId?, start, end, kWh, readingId?}`: the energy in kWh a
 resource used in [start, end). Times are ISO 8601 with `Z` or a `±hh:mm` offset, never
 without one. These rules are also checked, set-wise, in `merge_staged_readings`
-(shared/db/consumption.sql); a file's rows are checked there first and here only when that
-check cannot name the bad row.
+(shared/db/consumption.sql), and are constraints of `readings` (migration 0011); a file's
+rows are checked there first and here only when that check cannot name the bad row.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ MAX_ID_BYTES = 200
 MAX_SPAN = timedelta(days=31)
 
 FieldErrors = dict[str, list[str]]
+
+# A file's values in the spellings that PostgreSQL reads as these rules do (`parse_time`,
+# `parse_kwh`): a chunk whose rows all use them goes to PostgreSQL typed, unchecked here
+# (csv_import.plain_record). Other spellings are checked the long way, not refused.
+PLAIN_TIME = rb"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:\d\d)"
+PLAIN_KWH = rb"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,22 @@
-"""Storing readings: COPY into `staged_readings`, check and merge set-wise, one transaction per
-chunk.
+"""Storing readings, one transaction per chunk, set-wise in PostgreSQL.
 
-1. The chunk is COPYed into `staged_readings` under a fresh batch token: a file's rows as the
-   file has them (no Python per row), checked readings as text.
-2. `merge_staged_readings` checks every row (a bad one is left out, with why), inserts new
-   readings, replaces changed ones, leaves identical ones alone, and records coverage per
-   resource and late data for built reports. A value its checks cannot catch makes it fail
-   (a February 30th); the chunk is then checked row by row in Python
-   (`readings.check_reading`) and its good rows staged and merged again.
-3. `move_resent_readings`: a reading sent again under its readingId with another span
-   replaces its old span.
-4. The staged rows go, and the batch's counts grow by the chunk's.
+A chunk's readings take one of two ways into `readings`; both leave the good ones in the
+session's temporary `incoming_readings` for what follows.
+
+- New readings of a plain file (every record on one line, values in the spellings of
+  readings.PLAIN_TIME and PLAIN_KWH): COPYed into `incoming_readings` typed, then one plain
+  INSERT (`insert_incoming_readings`). The constraints of `readings` are the row rules, so
+  a bad row, a reading stored before or one sent twice in the chunk stops it; under a
+  savepoint, so that nothing of it stays and the chunk goes the checked way instead.
+- The checked way: the chunk is COPYed into `staged_readings` as text under a fresh batch
+  token, and `merge_staged_readings` checks every row (a bad one is left out, with why),
+  inserts new readings, replaces changed ones and leaves identical ones alone. A value its
+  checks cannot catch makes it fail (a February 30th); the chunk is then checked row by row
+  in Python (`readings.check_reading`) and its good rows staged and merged again.
+
+Then, either way: `move_resent_readings` (a reading sent again under its readingId with
+another span replaces its old span), `account_incoming_readings` (coverage per resource, the
+longest reading, late data for built reports), and the batch's counts grow by the chunk's.
 
 A batch is a row in `consumption_batches`; its id comes from the caller (the API's task id, a
 file import's uuid), so a task redelivered after its commit finds the batch stored and does
@@ -23,20 +29,22 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from shared.db import Connection, execute, fetch_one
 from worker.consumption.readings import FieldErrors, Reading, check_reading, describe
 
 # Rejected rows kept per batch (all are counted).
 MAX_BATCH_ERRORS = 100
-# A 4 MB chunk of a file is about 45,000 rows, some 15 MB once checked.
-CHUNK_WORK_MEM = "64MB"
+# A 16 MB chunk of a file (csv_import.CHUNK_BYTES) is about 180,000 rows, some 60 MB once
+# checked.
+CHUNK_WORK_MEM = "256MB"
 
 # Staging columns, in the order `Reading.copy_row` gives them.
 _COPY_READINGS = (
@@ -136,9 +144,13 @@ def store_csv_chunk(
     batch_id: str,
     now: datetime,
     first_line: int,
+    plain: Callable[[], bool] | None = None,
 ) -> StoreResult:
     """Store whole CSV records (`chunk`, without the header) of a file whose header maps to
-    the staging `columns`; errors name the file's line (counting from `first_line`)."""
+    the staging `columns`; errors name the file's line (counting from `first_line`).
+    `plain` says whether every record is on one line and in the plain spellings
+    (csv_import.is_plain); it may still be working while the chunk goes in the fast way,
+    which is kept only when it says yes."""
     copy_sql = "COPY staged_readings (" + ", ".join(columns) + ") FROM STDIN WITH (FORMAT csv)"
 
     def stage(conn: Connection) -> None:
@@ -148,7 +160,21 @@ def store_csv_chunk(
     def fallback() -> tuple[list[Reading], list[RowError], int]:
         return _check_csv_rows(chunk, header, first_line)
 
-    return _store_chunk(conn, stage, fallback, batch_id=batch_id, now=now, first_row=first_line)
+    def copy_new(conn: Connection) -> None:
+        sql = "COPY incoming_readings (" + ", ".join(columns) + ") FROM STDIN WITH (FORMAT csv)"
+        with conn.cursor() as cursor, cursor.copy(sql.encode()) as copy:
+            copy.write(chunk)
+
+    return _store_chunk(
+        conn,
+        stage,
+        fallback,
+        batch_id=batch_id,
+        now=now,
+        first_row=first_line,
+        copy_new=copy_new,
+        plain=plain,
+    )
 
 
 def _store_chunk(
@@ -160,48 +186,99 @@ def _store_chunk(
     now: datetime,
     first_row: int,
     rejected: Sequence[RowError] = (),
+    copy_new: Any = None,
+    plain: Callable[[], bool] | None = None,
 ) -> StoreResult:
-    """Stage, check, merge and count one chunk, all in one transaction."""
+    """Store and count one chunk, all in one transaction: by `copy_new` when the chunk is
+    `plain` and every reading in it is new and good, else staged, checked and merged."""
     result = StoreResult(batch_id, readings=len(rejected), rejected=len(rejected))
     errors: list[RowError] = list(rejected)
-    token = str(uuid.uuid4())
-    params = {"token": token, "batch_id": batch_id, "now": now}
+    params = {"batch_id": batch_id, "now": now}
     with conn.transaction():
-        execute(conn, "set_batch_token", {"token": token})
-        # The checked chunk is held once and read four times: in memory, not a temporary file.
-        execute(conn, "set_local_setting", {"name": "work_mem", "value": CHUNK_WORK_MEM})
-        try:
-            with conn.transaction():
-                stage(conn)
-                merged = fetch_one(conn, "merge_staged_readings", params)
-        except psycopg.DataError:
-            if fallback is None:
-                raise
-            readings, problems, seen = fallback()
-            errors.extend(problems)
-            result.readings += seen - len(readings)
-            result.rejected += len(problems)
-            with conn.cursor() as cursor, cursor.copy(_COPY_READINGS) as copy:
-                for reading in readings:
-                    copy.write_row(reading.copy_row())
-            merged = fetch_one(conn, "merge_staged_readings", params)
+        execute(conn, "create_incoming_readings")
+        inserted = None if plain is None else _insert_new(conn, copy_new, plain, params)
+        if inserted is not None:
+            result.readings += inserted
+            result.inserted = inserted
+        else:
+            merged = _merge(conn, stage, fallback, params=params, result=result, errors=errors)
+            errors.extend(
+                RowError(first_row + e["place"] - 1, e["error"]) for e in merged["errors"]
+            )
+            result.readings += int(merged["rows"])
+            result.rejected += int(merged["rejected"])
+            result.inserted = int(merged["inserted"])
+            result.replaced = int(merged["replaced"])
+            # Identical to what was stored, or sent twice within the chunk.
+            result.unchanged = (
+                int(merged["rows"]) - int(merged["rejected"]) - result.inserted - result.replaced
+            )
         moved = fetch_one(conn, "move_resent_readings", params)
-        execute(conn, "clear_staged_readings", {"token": token})
-        if merged is None or moved is None:
-            raise RuntimeError("merging readings returned nothing")
-        errors.extend(RowError(first_row + e["place"] - 1, e["error"]) for e in merged["errors"])
-        result.readings += int(merged["rows"])
-        result.rejected += int(merged["rejected"])
-        result.inserted = int(merged["inserted"])
-        result.replaced = int(merged["replaced"])
-        result.late = int(merged["late"]) + int(moved["late"])
-        # Identical to what was stored, or sent twice within the chunk.
-        result.unchanged = (
-            int(merged["rows"]) - int(merged["rejected"]) - result.inserted - result.replaced
-        )
+        accounted = fetch_one(conn, "account_incoming_readings", params)
+        if moved is None or accounted is None:
+            raise RuntimeError("accounting for readings returned nothing")
+        result.late = int(moved["late"]) + int(accounted["late"])
         result.errors = errors[:MAX_BATCH_ERRORS]
         _record(conn, result, batch_id, now)
     return result
+
+
+class _NotPlain(Exception):
+    """The chunk went in the fast way, but is not plain: undo it."""
+
+
+def _insert_new(
+    conn: Connection, copy_new: Any, plain: Callable[[], bool], params: dict[str, Any]
+) -> int | None:
+    """The chunk COPYed typed and INSERTed as new readings; None, with nothing of it left,
+    when it is not plain (a time without an offset would have been read as UTC), a value
+    does not parse, a row breaks a rule or a reading is stored already."""
+    try:
+        with conn.transaction():
+            copy_new(conn)
+            inserted = execute(conn, "insert_incoming_readings", params).rowcount
+            if not plain():
+                raise _NotPlain
+            return inserted
+    except (psycopg.DataError, psycopg.IntegrityError, _NotPlain):
+        return None
+
+
+def _merge(
+    conn: Connection,
+    stage: Any,
+    fallback: Any,
+    *,
+    params: dict[str, Any],
+    result: StoreResult,
+    errors: list[RowError],
+) -> DictRow:
+    """Stage the chunk as text, check and merge it; rows only Python can judge make the
+    chunk go through `fallback` (its problems added to `result` and `errors`)."""
+    token = str(uuid.uuid4())
+    params = {**params, "token": token}
+    execute(conn, "set_batch_token", {"token": token})
+    # The checked chunk is held once and read several times: in memory, not a temporary file.
+    execute(conn, "set_local_setting", {"name": "work_mem", "value": CHUNK_WORK_MEM})
+    try:
+        with conn.transaction():
+            stage(conn)
+            merged = fetch_one(conn, "merge_staged_readings", params)
+    except psycopg.DataError:
+        if fallback is None:
+            raise
+        readings, problems, seen = fallback()
+        errors.extend(problems)
+        result.readings += seen - len(readings)
+        result.rejected += len(problems)
+        with conn.cursor() as cursor, cursor.copy(_COPY_READINGS) as copy:
+            for reading in readings:
+                copy.write_row(reading.copy_row())
+        merged = fetch_one(conn, "merge_staged_readings", params)
+    execute(conn, "clear_staged_readings", {"token": token})
+    if merged is None:
+        raise RuntimeError("merging readings returned nothing")
+    return merged
 
 
 def _record(conn: Connection, result: StoreResult, batch_id: str, now: datetime) -> None:
