@@ -186,7 +186,7 @@ def _store_chunk(
     now: datetime,
     first_row: int,
     rejected: Sequence[RowError] = (),
-    copy_new: Any = None,
+    copy_new: Callable[[Connection], None] | None = None,
     plain: Callable[[], bool] | None = None,
 ) -> StoreResult:
     """Store and count one chunk, all in one transaction: by `copy_new` when the chunk is
@@ -196,7 +196,9 @@ def _store_chunk(
     params = {"batch_id": batch_id, "now": now}
     with conn.transaction():
         execute(conn, "create_incoming_readings")
-        inserted = None if plain is None else _insert_new(conn, copy_new, plain, params)
+        inserted = None
+        if copy_new is not None and plain is not None:
+            inserted = _insert_new(conn, copy_new, plain, params)
         if inserted is not None:
             result.readings += inserted
             result.inserted = inserted
@@ -228,7 +230,10 @@ class _NotPlain(Exception):
 
 
 def _insert_new(
-    conn: Connection, copy_new: Any, plain: Callable[[], bool], params: dict[str, Any]
+    conn: Connection,
+    copy_new: Callable[[Connection], None],
+    plain: Callable[[], bool],
+    params: dict[str, Any],
 ) -> int | None:
     """The chunk COPYed typed and INSERTed as new readings; None, with nothing of it left,
     when it is not plain (a time without an offset would have been read as UTC), a value
