@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from sandbox.state import Event
 from shared.db import connect
@@ -322,44 +325,33 @@ def test_it_names_a_plain_row_that_breaks_a_rule_and_stores_the_rest(
     assert (report["inserted"], report["rejected"]) == (2, 4)
 
 
-def test_it_refuses_a_time_without_an_offset_in_an_otherwise_plain_file(
-    database_url: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("bad_row", "error"),
+    [
+        # PostgreSQL alone would read this start as UTC and store it.
+        (
+            "ev-1,2026-03-03T10:00:00,2026-03-03T11:00:00Z,1",
+            "start must be an ISO 8601 date and time with Z or a ±hh:mm offset",
+        ),
+        # Spelled plainly, but not a date: the COPY fails.
+        ("ev-1,2026-02-30T10:00:00Z,2026-03-01T11:00:00Z,1", "start is not a valid date and time"),
+    ],
+)
+def test_it_checks_row_by_row_a_plain_looking_row_that_is_not_a_reading(
+    database_url: str, tmp_path: Path, bad_row: str, error: str
 ) -> None:
-    # PostgreSQL alone would read the first row's start as UTC and store it.
     code, report = import_text(
         database_url,
         tmp_path,
-        "resourceId,start,end,kWh\n"
-        "ev-1,2026-03-03T10:00:00,2026-03-03T11:00:00Z,1\n"
+        f"resourceId,start,end,kWh\n{bad_row}\n"
         "ev-2,2026-03-03T10:00:00+01:00,2026-03-03T11:00:00+01:00,2\n",
     )
 
     assert code == 1
-    assert report["errors"] == [
-        {
-            "row": 2,
-            "error": "start must be an ISO 8601 date and time with Z or a ±hh:mm offset",
-        }
-    ]
+    assert report["errors"] == [{"row": 2, "error": error}]
     assert stored(database_url) == [
         ("ev-2", None, utc_time("2026-03-03T09:00:00"), utc_time("2026-03-03T10:00:00"), 2.0, None)
     ]
-
-
-def test_it_checks_row_by_row_a_plain_date_that_does_not_exist(
-    database_url: str, tmp_path: Path
-) -> None:
-    code, report = import_text(
-        database_url,
-        tmp_path,
-        "resourceId,start,end,kWh\n"
-        "ev-1,2026-02-30T10:00:00Z,2026-03-01T11:00:00Z,1\n"
-        "ev-2,2026-03-03T10:00:00Z,2026-03-03T11:00:00Z,2\n",
-    )
-
-    assert code == 1
-    assert report["errors"] == [{"row": 2, "error": "start is not a valid date and time"}]
-    assert [r[0] for r in stored(database_url)] == ["ev-2"]
 
 
 def test_it_keeps_the_last_of_a_reading_sent_twice_in_one_plain_file(
@@ -407,8 +399,10 @@ def test_it_stores_a_large_plain_file_the_same_in_small_chunks(
         result = import_csv(conn, io.BytesIO(data), now=NOW, chunk_bytes=10_000)
 
     assert (result.readings, result.inserted, result.rejected) == (2000, 2000, 0)
-    total = rows(database_url, "SELECT count(*) AS n, sum(kwh) AS kwh FROM readings")
-    assert total == [{"n": 2000, "kwh": sum(n / 100 for n in range(2000))}]
+    total = rows(
+        database_url, "SELECT count(*) AS n, round(sum(kwh)::numeric, 2) AS kwh FROM readings"
+    )
+    assert total == [{"n": 2000, "kwh": Decimal("19990.00")}]
     coverage = rows(database_url, "SELECT DISTINCT data_until FROM consumption_coverage")
     assert coverage == [{"data_until": T0 + 40 * HOUR}]
 
