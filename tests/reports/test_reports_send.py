@@ -76,6 +76,40 @@ def test_it_reports_sparks_example_with_three_points_and_leaves_out_periods_with
     assert json.loads(report["body"]) == json.loads(stored["rawBody"])
 
 
+def test_it_counts_a_reading_without_a_location_only_for_a_resource_at_one_location(
+    sandbox: SandboxHandle, database_url: str, tmp_path: Path
+) -> None:
+    # The car is a target at two places, the heater at one; the van is no target.
+    targets = [("car", "home"), ("car", "work"), ("heater", "cabin")]
+    event = curve(sandbox, database_url, targets, STARTS, created_at=CREATED)
+    readings = [
+        reading("car", FIRST, FIRST + HOUR, 2.0, location_id="home"),
+        reading("car", FIRST + HOUR, FIRST + 2 * HOUR, 3.0, location_id="work"),
+        reading("car", FIRST + 2 * HOUR, FIRST + 3 * HOUR, 5.0),  # where? not counted
+        reading("car", FIRST + HOUR / 2, FIRST + HOUR, 7.0, location_id="cottage"),  # no target
+        reading("heater", FIRST, FIRST + HOUR, 1.0),
+        reading("heater", FIRST, FIRST + HOUR / 2, 0.25, location_id="cabin"),
+        reading("van", FIRST, FIRST + HOUR, 9.0),
+    ]
+    import_readings(database_url, write_readings(tmp_path / "r.csv", readings), now=AFTER)
+
+    send_event(database_url, sandbox, event.event_id, AFTER)
+
+    (stored,) = accepted_reports(sandbox, event.event_id)["reports"]
+    own = [point["timestamp"] for point in event.payload["priceCurveDelta"]["points"]]
+    payloads = {
+        (p["resourceId"], p["locationId"]): [
+            (q["timestamp"], q["kiloWattHours"]) for q in p["points"]
+        ]
+        for p in stored["body"]["payloads"]
+    }
+    assert payloads == {
+        ("car", "home"): [(own[0], 2.0)],
+        ("car", "work"): [(own[1], 3.0)],
+        ("heater", "cabin"): [(own[0], 1.25)],
+    }
+
+
 def test_it_sends_the_deprecated_curve_points_when_configured(
     sandbox: SandboxHandle, database_url: str, tmp_path: Path
 ) -> None:

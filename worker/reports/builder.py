@@ -1,17 +1,21 @@
-"""Building a curve's report, set-wise: two statements whatever the number of targets.
+"""Building a curve's report, set-wise: three statements whatever the number of targets.
 
 1. `report_shares`: the pro rata split of each distinct reading span into the curve's
    periods (a few dozen rows for meter values; a small table for charging sessions).
-2. The build statement (`build_sql`, below): every target's readings, split and summed per
-   period, as EnergyUsage payloads at the curve's own timestamps, numbered into parts of
-   SPARK_REPORT_MAX_PAYLOADS, written as payload rows and report bodies in the same statement.
+2. The sums (`build_sql`, below), kept in the temporary table `report_build`: every
+   target's readings, split and summed per period, as the points of its EnergyUsage payload
+   at the curve's own timestamps. The statement writes no table rows, so PostgreSQL may
+   read, join and sum the readings in parallel workers.
+3. `WRITE_PARTS`: the payloads numbered into parts of SPARK_REPORT_MAX_PAYLOADS, written as
+   payload rows and report bodies.
 
-The build statement has one column per period of the curve (a day has 23, 24 or 25), so it is
+The sums have one column per period of the curve (a day has 23, 24 or 25), so that query is
 written out here for the curve at hand rather than kept as a named query; the reports' tests
 prepare it against the migrated schema for several period counts. One column per period lets
-PostgreSQL sum a target's energy in a single hash aggregate. The earlier statement gathered
-each target's parts in arrays and summed them per period in a subquery per target: in
-bench.reports it took 2.2-2.8 times the aggregate, this one 1.4-1.6 times.
+PostgreSQL sum a target's energy in a single hash aggregate. In bench.reports, 2 and 3 as one
+statement took 1.8-2.1 times the aggregate on the day they were split (it ran in one
+process, the aggregate in three); split, with the sums grouped by the readings' own key
+first, 1.6-1.7 times.
 
 Supersession has one implementation, `effective_periods_for_event` in shared/db/curves.sql.
 A curve that no newer curve overlaps (`curves_around`, also theirs) has every period in force
@@ -50,20 +54,22 @@ BUILD_SETTINGS: dict[str, str] = {
     "jit": "off",
 }
 
-# The report(s) of one curve, in one statement, from the split (the spans and shares that
-# report_shares found). Each {slot_...} marker becomes one item per period slot (1..n):
-#   1. each reading of a target, split into the curve's periods; a reading without a
-#      locationId counts for its resource when the curve names that resource at one
-#      location only;
-#   2. summed per target and period slot, rounded to the Wh's thousandth (6 decimals);
-#      periods without energy are left out, and, when a newer curve overlaps (superseded),
-#      so are the periods it took over for that target ({effective});
-#   3. one EnergyUsage payload per target with energy, its points at the curve's own
-#      timestamps; numbered into parts of max_payloads payloads;
-#   4. the payload rows, and one report row per part with its body (part 1 is the claimed
-#      row report_id, updated; further parts are inserted due).
-# Returns one row per part; none when no target used energy.
-BUILD_TEMPLATE: LiteralString = """
+# Each target's payload of one curve, from the split (the spans and shares that report_shares
+# found). Each {slot_...} marker becomes one item per period slot (1..n):
+#   1. the readings in the curve's window of resources it targets, split into its periods
+#      and summed per slot, per resource and location as the readings name them. PostgreSQL
+#      estimates that grouping well (unlike the join with the targets that follows), so it
+#      runs it in parallel workers, as it does the baseline of bench.reports;
+#   2. those sums given to the targets: a reading without a locationId counts for its
+#      resource when the curve names that resource at one location only;
+#   3. rounded to the Wh's thousandth (6 decimals); periods without energy are left out,
+#      and, when a newer curve overlaps (superseded), so are the periods it took over for
+#      that target ({effective});
+#   4. one row per target with energy: its point count, kWh, and points at the curve's own
+#      timestamps.
+# build_report keeps the rows in a temporary table (CREATE TABLE AS: a statement that writes
+# table rows would not run in parallel), for WRITE_PARTS.
+SUMS_TEMPLATE: LiteralString = """
 WITH effective AS (
     {effective}
 ), effective_by_target AS (
@@ -75,6 +81,18 @@ WITH effective AS (
     FROM unnest(%(span_starts)s::timestamptz[], %(span_ends)s::timestamptz[],
                 %(slots)s::integer[], %(shares)s::double precision[])
          AS s(start_at, end_at, slot, share)
+), per_reading_key AS (
+    SELECT r.resource_id, r.location_id,
+           {slot_sums}
+    FROM readings r
+    JOIN shares s ON s.start_at = r.start_at AND s.end_at = r.end_at
+    WHERE r.start_at > %(earliest_start)s
+      AND r.start_at < %(last_period_end)s
+      AND r.end_at > %(first_period_start)s
+      AND r.resource_id IN (
+          SELECT resource_id FROM price_curve_targets WHERE event_id = %(event_id)s
+      )
+    GROUP BY 1, 2
 ), targets AS (
     SELECT resource_id, location_id,
            count(*) OVER (PARTITION BY resource_id) = 1 AS only_location
@@ -82,15 +100,11 @@ WITH effective AS (
     WHERE event_id = %(event_id)s
 ), per_target AS (
     SELECT t.resource_id COLLATE "C" AS resource_id, t.location_id COLLATE "C" AS location_id,
-           {slot_sums}
-    FROM readings r
+           {slot_target_sums}
+    FROM per_reading_key r
     JOIN targets t
       ON t.resource_id = r.resource_id
      AND (t.location_id = r.location_id OR (r.location_id IS NULL AND t.only_location))
-    JOIN shares s ON s.start_at = r.start_at AND s.end_at = r.end_at
-    WHERE r.start_at > %(earliest_start)s
-      AND r.start_at < %(last_period_end)s
-      AND r.end_at > %(first_period_start)s
     GROUP BY 1, 2
 ), kept AS (
     -- NULL for a slot that is left out.
@@ -107,13 +121,23 @@ WITH effective AS (
            {slot_total} AS kwh,
            array_to_string(ARRAY[{slot_points}], ',') AS curve
     FROM kept
-), numbered AS (
+)
+SELECT resource_id, location_id, points, kwh, curve
+FROM payloads
+WHERE points > 0
+"""
+
+# The report(s) of one curve from `report_build`: the payloads numbered into parts of
+# max_payloads, written as payload rows and one report row per part with its body (part 1
+# is the claimed row report_id, updated; further parts are inserted due). Returns one row per
+# part; none when no target used energy.
+WRITE_PARTS: LiteralString = """
+WITH numbered AS (
     SELECT p.resource_id, p.location_id, p.points, p.kwh, p.curve, res.meter_point_id,
            (row_number() OVER (ORDER BY p.resource_id, p.location_id) - 1)
                / %(max_payloads)s + 1 AS part
-    FROM payloads p
+    FROM report_build p
     LEFT JOIN resources res ON res.resource_id = p.resource_id
-    WHERE p.points > 0
 ), saved AS (
     INSERT INTO report_payloads (
         event_id, part, resource_id, location_id, meter_point_id, kwh, points
@@ -162,9 +186,10 @@ SET parts = EXCLUDED.parts,
 RETURNING id, part, parts, payload_count, point_count, total_kwh
 """
 
-# One item per slot {k}, for the markers of BUILD_TEMPLATE.
+# One item per slot {k}, for the markers of SUMS_TEMPLATE.
 SLOT_ITEMS: dict[str, tuple[str, str]] = {
     "slot_sums": ("sum(r.kwh * s.share) FILTER (WHERE s.slot = {k}) AS sum_{k}", ",\n"),
+    "slot_target_sums": ("sum(r.sum_{k}) AS sum_{k}", ",\n"),
     "slot_kept": (
         "CASE WHEN round(pt.sum_{k} * 1000000) / 1000000 > 0"
         " AND (NOT %(superseded)s OR (%(period_starts)s::timestamptz[])[{k}] = ANY (e.starts))"
@@ -178,7 +203,7 @@ SLOT_ITEMS: dict[str, tuple[str, str]] = {
 
 
 def build_sql(slots: int, superseded: bool) -> LiteralString:
-    """The build statement for a curve of `slots` periods."""
+    """The query whose rows make `report_build`, for a curve of `slots` periods."""
     if slots < 1:
         raise ValueError("a curve has at least one period")
     effective = (
@@ -191,7 +216,7 @@ def build_sql(slots: int, superseded: bool) -> LiteralString:
         for marker, (item, separator) in SLOT_ITEMS.items()
     }
     parts["effective"] = effective
-    sql = BUILD_TEMPLATE
+    sql = SUMS_TEMPLATE
     for marker, text in parts.items():
         if sql.count("{" + marker + "}") != 1:
             raise RuntimeError(f"the build statement lost its place for {marker}")
@@ -259,8 +284,11 @@ def build_report(
         "resolution": format_time_span(window["resolution"]),
         "max_payloads": rules.max_payloads,
     }
-    sql = build_sql(len(window["period_starts"]), superseded)
-    rows = conn.execute(sql, params).fetchall()
+    sums = build_sql(len(window["period_starts"]), superseded)
+    conn.execute("CREATE TEMPORARY TABLE report_build ON COMMIT DROP AS " + sums, params)
+    rows = conn.execute(WRITE_PARTS, params).fetchall()
+    # Gone at commit anyway; dropped now so that a second build in the transaction can run.
+    conn.execute("DROP TABLE report_build")
     return [
         BuiltPart(
             report_id=row["id"],
