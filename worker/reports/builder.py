@@ -2,20 +2,21 @@
 
 1. `report_shares`: the pro rata split of each distinct reading span into the curve's
    periods (a few dozen rows for meter values; a small table for charging sessions).
-2. The sums (`build_sql`, below), kept in the temporary table `report_build`: every
-   target's readings, split and summed per period, as the points of its EnergyUsage payload
-   at the curve's own timestamps. The statement writes no table rows, so PostgreSQL may
-   read, join and sum the readings in parallel workers.
-3. `WRITE_PARTS`: the payloads numbered into parts of SPARK_REPORT_MAX_PAYLOADS, written as
-   payload rows and report bodies.
+2. The sums (`sums_sql`, below), kept in the temporary table `report_build`: every target's
+   readings, split and summed per period, its kWh per period (NULL where left out). The
+   statement writes no table rows, so PostgreSQL may read, join and sum the readings in
+   parallel workers.
+3. The write (`write_sql`): the payloads numbered into parts of SPARK_REPORT_MAX_PAYLOADS,
+   written as payload rows and report bodies, each payload's points at the curve's own
+   timestamps. The points are text only here, once: about 1.5 KB per target, 150 MB for
+   100,000 targets, which cost more to store, sort and read again than the numbers.
 
-The sums have one column per period of the curve (a day has 23, 24 or 25), so that query is
-written out here for the curve at hand rather than kept as a named query; the reports' tests
-prepare it against the migrated schema for several period counts. One column per period lets
-PostgreSQL sum a target's energy in a single hash aggregate. In bench.reports, 2 and 3 as one
-statement took 1.8-2.1 times the aggregate on the day they were split (it ran in one
-process, the aggregate in three); split, with the sums grouped by the readings' own key
-first, 1.6-1.7 times.
+Both have one column per period of the curve (a day has 23, 24 or 25), so they are written
+out here for the curve at hand rather than kept as named queries; the reports' tests prepare
+them against the migrated schema for several period counts. One column per period lets
+PostgreSQL sum a target's energy in a single hash aggregate. In bench.reports the build took
+1.8-2.1 times the aggregate as one statement (in one process, the aggregate in three), and
+1.4-1.55 times as these two.
 
 Supersession has one implementation, `effective_periods_for_event` in shared/db/curves.sql.
 A curve that no newer curve overlaps (`curves_around`, also theirs) has every period in force
@@ -65,10 +66,9 @@ BUILD_SETTINGS: dict[str, str] = {
 #   3. rounded to the Wh's thousandth (6 decimals); periods without energy are left out,
 #      and, when a newer curve overlaps (superseded), so are the periods it took over for
 #      that target ({effective});
-#   4. one row per target with energy: its point count, kWh, and points at the curve's own
-#      timestamps.
+#   4. one row per target with energy: its point count, its kWh, and its kWh per slot.
 # build_report keeps the rows in a temporary table (CREATE TABLE AS: a statement that writes
-# table rows would not run in parallel), for WRITE_PARTS.
+# table rows would not run in parallel), for WRITE_TEMPLATE.
 SUMS_TEMPLATE: LiteralString = """
 WITH effective AS (
     {effective}
@@ -119,21 +119,22 @@ WITH effective AS (
     SELECT resource_id, location_id,
            cardinality(array_remove(ARRAY[{slot_kwh}], NULL)) AS points,
            {slot_total} AS kwh,
-           array_to_string(ARRAY[{slot_points}], ',') AS curve
+           {slot_kwh}
     FROM kept
 )
-SELECT resource_id, location_id, points, kwh, curve
+SELECT *
 FROM payloads
 WHERE points > 0
 """
 
 # The report(s) of one curve from `report_build`: the payloads numbered into parts of
-# max_payloads, written as payload rows and one report row per part with its body (part 1
-# is the claimed row report_id, updated; further parts are inserted due). Returns one row per
-# part; none when no target used energy.
-WRITE_PARTS: LiteralString = """
+# max_payloads, written as payload rows and one report row per part with its body, the
+# points of each payload at the curve's own timestamps (part 1 is the claimed row report_id,
+# updated; further parts are inserted due). Returns one row per part; none when no target
+# used energy.
+WRITE_TEMPLATE: LiteralString = """
 WITH numbered AS (
-    SELECT p.resource_id, p.location_id, p.points, p.kwh, p.curve, res.meter_point_id,
+    SELECT p.*, res.meter_point_id,
            (row_number() OVER (ORDER BY p.resource_id, p.location_id) - 1)
                / %(max_payloads)s + 1 AS part
     FROM report_build p
@@ -152,7 +153,8 @@ WITH numbered AS (
                   '{"payloadType":"EnergyUsage","resourceId":' || to_json(resource_id::text)::text
                   || ',"locationId":' || to_json(location_id::text)::text
                   || coalesce(',"meterPointId":' || to_json(meter_point_id)::text, '')
-                  || ',' || to_json(%(points_field)s::text)::text || ':[' || curve
+                  || ',' || to_json(%(points_field)s::text)::text || ':['
+                  || array_to_string(ARRAY[{slot_points}], ',')
                   || '],"resolution":' || to_json(%(resolution)s::text)::text || '}',
                   ',' ORDER BY resource_id, location_id)
            || ']}' AS body
@@ -186,7 +188,7 @@ SET parts = EXCLUDED.parts,
 RETURNING id, part, parts, payload_count, point_count, total_kwh
 """
 
-# One item per slot {k}, for the markers of SUMS_TEMPLATE.
+# One item per slot {k}, for the markers of SUMS_TEMPLATE and WRITE_TEMPLATE.
 SLOT_ITEMS: dict[str, tuple[str, str]] = {
     "slot_sums": ("sum(r.kwh * s.share) FILTER (WHERE s.slot = {k}) AS sum_{k}", ",\n"),
     "slot_target_sums": ("sum(r.sum_{k}) AS sum_{k}", ",\n"),
@@ -202,25 +204,32 @@ SLOT_ITEMS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_sql(slots: int, superseded: bool) -> LiteralString:
+def sums_sql(slots: int, superseded: bool) -> LiteralString:
     """The query whose rows make `report_build`, for a curve of `slots` periods."""
-    if slots < 1:
-        raise ValueError("a curve has at least one period")
     effective = (
         QUERIES["effective_periods_for_event"].rstrip().removesuffix(";")
         if superseded
         else NOTHING_SUPERSEDED
     )
-    parts = {
-        marker: separator.join(item.format(k=k) for k in range(1, slots + 1))
-        for marker, (item, separator) in SLOT_ITEMS.items()
-    }
-    parts["effective"] = effective
-    sql = SUMS_TEMPLATE
-    for marker, text in parts.items():
-        if sql.count("{" + marker + "}") != 1:
-            raise RuntimeError(f"the build statement lost its place for {marker}")
-        sql = sql.replace("{" + marker + "}", text)
+    return _written_out(SUMS_TEMPLATE.replace("{effective}", effective), slots)
+
+
+def write_sql(slots: int) -> LiteralString:
+    """The statement that writes the parts from `report_build`, for `slots` periods."""
+    return _written_out(WRITE_TEMPLATE, slots)
+
+
+def _written_out(template: LiteralString, slots: int) -> LiteralString:
+    """`template` with each {slot_...} marker written out for slots 1..`slots`."""
+    if slots < 1:
+        raise ValueError("a curve has at least one period")
+    sql = template
+    for marker, (item, separator) in SLOT_ITEMS.items():
+        sql = sql.replace(
+            "{" + marker + "}", separator.join(item.format(k=k) for k in range(1, slots + 1))
+        )
+    if "{slot_" in sql or "{effective}" in sql:
+        raise RuntimeError("a build statement has a marker left that nothing writes out")
     # Made of this module's text and slot numbers only: as literal as inline SQL.
     return sql
 
@@ -284,9 +293,10 @@ def build_report(
         "resolution": format_time_span(window["resolution"]),
         "max_payloads": rules.max_payloads,
     }
-    sums = build_sql(len(window["period_starts"]), superseded)
+    slots = len(window["period_starts"])
+    sums = sums_sql(slots, superseded)
     conn.execute("CREATE TEMPORARY TABLE report_build ON COMMIT DROP AS " + sums, params)
-    rows = conn.execute(WRITE_PARTS, params).fetchall()
+    rows = conn.execute(write_sql(slots), params).fetchall()
     # Gone at commit anyway; dropped now so that a second build in the transaction can run.
     conn.execute("DROP TABLE report_build")
     return [
