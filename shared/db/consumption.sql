@@ -89,7 +89,8 @@ SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM late) AS lat
 
 -- name: create_incoming_readings
 -- A chunk's good readings, whichever way they came in; emptied at commit. `change` is what
--- storing the reading did: 'new', 'changed', or NULL when the stored one was the same.
+-- storing the reading did: 'new', 'changed', or NULL when the stored one was the same (or a
+-- later row of the batch for the same reading replaced it).
 CREATE TEMPORARY TABLE IF NOT EXISTS incoming_readings (
     resource_id         text NOT NULL,
     location_id         text,
@@ -165,7 +166,7 @@ WITH cast_rows AS (
 ), staged AS (
     -- In key order: the index takes sorted inserts much faster than scattered ones.
     SELECT DISTINCT ON (start_at, resource_id, end_at)
-           resource_id, location_id, start_at, end_at, kwh, reading_id
+           row_no, resource_id, location_id, start_at, end_at, kwh, reading_id
     FROM checked
     WHERE error IS NULL
     ORDER BY start_at, resource_id, end_at, row_no DESC
@@ -191,13 +192,22 @@ WITH cast_rows AS (
           IS DISTINCT FROM (EXCLUDED.location_id, EXCLUDED.kwh, EXCLUDED.reading_id)
     RETURNING start_at, resource_id, end_at, (xmax = 0) AS inserted
 ), incoming AS (
+    -- Every good row, also one that a later row for the same reading replaced within the
+    -- batch: its readingId may still move a stored span. What storing did is the later row's.
     INSERT INTO incoming_readings (
         resource_id, location_id, start_at, end_at, kwh, reading_id, change
     )
-    SELECT s.resource_id, s.location_id, s.start_at, s.end_at, s.kwh, s.reading_id,
-           CASE WHEN m.inserted THEN 'new' WHEN NOT m.inserted THEN 'changed' END
-    FROM staged s
-    LEFT JOIN merged m USING (start_at, resource_id, end_at)
+    SELECT c.resource_id, c.location_id, c.start_at, c.end_at, c.kwh, c.reading_id,
+           CASE
+               WHEN s.row_no IS NULL THEN NULL
+               WHEN m.inserted THEN 'new'
+               WHEN NOT m.inserted THEN 'changed'
+           END
+    FROM checked c
+    LEFT JOIN staged s ON s.row_no = c.row_no
+    LEFT JOIN merged m
+      ON m.start_at = s.start_at AND m.resource_id = s.resource_id AND m.end_at = s.end_at
+    WHERE c.error IS NULL
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM checked) AS rows,
@@ -261,6 +271,11 @@ WITH coverage AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM late) AS late;
+
+-- name: clear_incoming_readings
+-- Empty already unless the caller's transaction was open before the chunk's (then the
+-- chunk's commit is a savepoint's, and ON COMMIT DELETE ROWS has not run).
+DELETE FROM incoming_readings;
 
 -- name: clear_staged_readings
 DELETE FROM staged_readings WHERE batch_token = %(token)s;

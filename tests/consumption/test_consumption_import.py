@@ -409,3 +409,38 @@ def test_it_stores_a_large_plain_file_the_same_in_small_chunks(
 
 def utc_time(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def test_it_moves_a_span_under_the_reading_id_of_a_row_replaced_in_the_same_file(
+    database_url: str, tmp_path: Path
+) -> None:
+    # The same reading twice in one file, first under readingId A, then under B: B's row is
+    # stored, and A's row still moves A's old span.
+    first = [reading("ev-1", T0, T0 + HOUR, 1.0, reading_id="A")]
+    import_readings(database_url, write_readings(tmp_path / "a.csv", first), now=NOW)
+    again = [
+        reading("ev-1", T0 + 2 * HOUR, T0 + 3 * HOUR, 1.0, reading_id="A"),
+        reading("ev-1", T0 + 2 * HOUR, T0 + 3 * HOUR, 1.0, reading_id="B"),
+    ]
+    import_readings(database_url, write_readings(tmp_path / "b.csv", again), now=NOW)
+
+    assert stored(database_url) == [("ev-1", None, T0 + 2 * HOUR, T0 + 3 * HOUR, 1.0, "B")]
+
+
+def test_it_stores_each_chunk_alone_when_the_callers_transaction_is_open(
+    database_url: str,
+) -> None:
+    # A session that grew: its first span, then the longer one, each a chunk of its own.
+    data = (
+        "resourceId,start,end,kWh,readingId\n"
+        f"ev-1,{utc(T0)},{utc(T0 + HOUR)},1.0,s-1\n"
+        f"ev-1,{utc(T0)},{utc(T0 + 2 * HOUR)},2.5,s-1\n"
+    ).encode()
+
+    with connect(database_url) as conn:
+        conn.execute("SELECT 1")  # a transaction is open: each chunk's is a savepoint
+        result = import_csv(conn, io.BytesIO(data), now=NOW, chunk_bytes=10)
+        conn.commit()
+
+    assert (result.readings, result.inserted) == (2, 2)
+    assert stored(database_url) == [("ev-1", None, T0, T0 + 2 * HOUR, 2.5, "s-1")]

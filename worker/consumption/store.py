@@ -14,9 +14,10 @@ session's temporary `incoming_readings` for what follows.
   checks cannot catch makes it fail (a February 30th); the chunk is then checked row by row
   in Python (`readings.check_reading`) and its good rows staged and merged again.
 
-Then, either way: `move_resent_readings` (a reading sent again under its readingId with
-another span replaces its old span), `account_incoming_readings` (coverage per resource, the
-longest reading, late data for built reports), and the batch's counts grow by the chunk's.
+Then, either way: `account_incoming_readings` (coverage per resource, the longest reading,
+late data for built reports), `move_resent_readings` (a reading sent again under its
+readingId with another span replaces its old span), and the batch's counts grow by the
+chunk's.
 
 A batch is a row in `consumption_batches`; its id comes from the caller (the API's task id, a
 file import's uuid), so a task redelivered after its commit finds the batch stored and does
@@ -196,6 +197,7 @@ def _store_chunk(
     params = {"batch_id": batch_id, "now": now}
     with conn.transaction():
         execute(conn, "create_incoming_readings")
+        execute(conn, "clear_incoming_readings")
         inserted = None
         if copy_new is not None and plain is not None:
             inserted = _insert_new(conn, copy_new, plain, params)
@@ -215,8 +217,8 @@ def _store_chunk(
             result.unchanged = (
                 int(merged["rows"]) - int(merged["rejected"]) - result.inserted - result.replaced
             )
-        moved = fetch_one(conn, "move_resent_readings", params)
         accounted = fetch_one(conn, "account_incoming_readings", params)
+        moved = fetch_one(conn, "move_resent_readings", params)
         if moved is None or accounted is None:
             raise RuntimeError("accounting for readings returned nothing")
         result.late = int(moved["late"]) + int(accounted["late"])
