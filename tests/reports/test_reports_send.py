@@ -110,6 +110,28 @@ def test_it_counts_a_reading_without_a_location_only_for_a_resource_at_one_locat
     }
 
 
+def test_it_rounds_a_periods_exact_sum_half_up_to_the_wh_thousandth(
+    sandbox: SandboxHandle, database_url: str, tmp_path: Path
+) -> None:
+    # Each hour's three quarter-hour values add up to a half at the seventh decimal: in
+    # floating point, whether it rounds up depended on the order of the additions, which
+    # parallel workers do not fix. The sum is exact, so it always rounds up.
+    event = curve(sandbox, database_url, [("heater", "cabin")], STARTS[:2], created_at=CREATED)
+    quarters = {0: (0.0035333, "cabin"), 1: (0.7472357, None), 2: (0.4468285, "cabin")}
+    quarters |= {4: (0.3910508, "cabin"), 5: (0.579989, None), 7: (0.3873297, "cabin")}
+    readings = [
+        reading("heater", FIRST + n * HOUR / 4, FIRST + (n + 1) * HOUR / 4, kwh, location_id=loc)
+        for n, (kwh, loc) in quarters.items()
+    ]
+    import_readings(database_url, write_readings(tmp_path / "r.csv", readings), now=AFTER)
+
+    send_event(database_url, sandbox, event.event_id, AFTER)
+
+    (stored,) = accepted_reports(sandbox, event.event_id)["reports"]
+    points = points_of(stored["body"], "heater")
+    assert [p["kiloWattHours"] for p in points] == [1.197598, 1.35837]
+
+
 def test_it_sends_the_deprecated_curve_points_when_configured(
     sandbox: SandboxHandle, database_url: str, tmp_path: Path
 ) -> None:

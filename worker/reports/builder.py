@@ -60,10 +60,12 @@ BUILD_SETTINGS: dict[str, str] = {
 #   1. the readings in the curve's window of resources it targets, split into its periods
 #      and summed per slot, per resource and location as the readings name them. PostgreSQL
 #      estimates that grouping well (unlike the join with the targets that follows), so it
-#      runs it in parallel workers, as it does the baseline of bench.reports;
+#      runs it in parallel workers, as it does the baseline of bench.reports. Each part is
+#      counted in whole nano-kWh: sums of whole numbers in double precision are exact (below
+#      2^53, 9 GWh), so they do not depend on the order the workers add them in;
 #   2. those sums given to the targets: a reading without a locationId counts for its
 #      resource when the curve names that resource at one location only;
-#   3. rounded to the Wh's thousandth (6 decimals); periods without energy are left out,
+#   3. rounded half up to the Wh's thousandth (6 decimals); periods without energy are left out,
 #      and, when a newer curve overlaps (superseded), so are the periods it took over for
 #      that target ({effective});
 #   4. one row per target with energy: its point count, its kWh, and its kWh per slot.
@@ -190,12 +192,15 @@ RETURNING id, part, parts, payload_count, point_count, total_kwh
 
 # One item per slot {k}, for the markers of SUMS_TEMPLATE and WRITE_TEMPLATE.
 SLOT_ITEMS: dict[str, tuple[str, str]] = {
-    "slot_sums": ("sum(r.kwh * s.share) FILTER (WHERE s.slot = {k}) AS sum_{k}", ",\n"),
+    "slot_sums": (
+        "sum(round(r.kwh * s.share * 1e9)) FILTER (WHERE s.slot = {k}) AS sum_{k}",
+        ",\n",
+    ),
     "slot_target_sums": ("sum(r.sum_{k}) AS sum_{k}", ",\n"),
     "slot_kept": (
-        "CASE WHEN round(pt.sum_{k} * 1000000) / 1000000 > 0"
+        "CASE WHEN (pt.sum_{k}::bigint + 500) / 1000 > 0"
         " AND (NOT %(superseded)s OR (%(period_starts)s::timestamptz[])[{k}] = ANY (e.starts))"
-        " THEN round(pt.sum_{k} * 1000000) / 1000000 END AS kwh_{k}",
+        " THEN ((pt.sum_{k}::bigint + 500) / 1000)::double precision / 1000000 END AS kwh_{k}",
         ",\n",
     ),
     "slot_kwh": ("kwh_{k}", ", "),
