@@ -163,13 +163,18 @@ WITH cast_rows AS (
                    THEN 'kWh must be a finite number, 0 or more'
            END AS error
     FROM cast_rows
-), staged AS (
-    -- In key order: the index takes sorted inserts much faster than scattered ones.
-    SELECT DISTINCT ON (start_at, resource_id, end_at)
-           row_no, resource_id, location_id, start_at, end_at, kwh, reading_id
+), ranked AS (
+    -- The last row for a reading wins; in key order: the index takes sorted inserts much
+    -- faster than scattered ones.
+    SELECT resource_id, location_id, start_at, end_at, kwh, reading_id,
+           row_number() OVER (PARTITION BY start_at, resource_id, end_at ORDER BY row_no DESC)
+               = 1 AS wins
     FROM checked
     WHERE error IS NULL
-    ORDER BY start_at, resource_id, end_at, row_no DESC
+), staged AS (
+    SELECT resource_id, location_id, start_at, end_at, kwh, reading_id
+    FROM ranked
+    WHERE wins
 ), bad AS (
     SELECT row_no, error FROM checked WHERE error IS NOT NULL
 ), placed AS (
@@ -197,17 +202,14 @@ WITH cast_rows AS (
     INSERT INTO incoming_readings (
         resource_id, location_id, start_at, end_at, kwh, reading_id, change
     )
-    SELECT c.resource_id, c.location_id, c.start_at, c.end_at, c.kwh, c.reading_id,
+    SELECT k.resource_id, k.location_id, k.start_at, k.end_at, k.kwh, k.reading_id,
            CASE
-               WHEN s.row_no IS NULL THEN NULL
+               WHEN NOT k.wins THEN NULL
                WHEN m.inserted THEN 'new'
                WHEN NOT m.inserted THEN 'changed'
            END
-    FROM checked c
-    LEFT JOIN staged s ON s.row_no = c.row_no
-    LEFT JOIN merged m
-      ON m.start_at = s.start_at AND m.resource_id = s.resource_id AND m.end_at = s.end_at
-    WHERE c.error IS NULL
+    FROM ranked k
+    LEFT JOIN merged m USING (start_at, resource_id, end_at)
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM checked) AS rows,

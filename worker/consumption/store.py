@@ -267,6 +267,9 @@ def _merge(
     execute(conn, "set_batch_token", {"token": token})
     # The checked chunk is held once and read several times: in memory, not a temporary file.
     execute(conn, "set_local_setting", {"name": "work_mem", "value": CHUNK_WORK_MEM})
+    # The planner expects a few rows from each step of the merge where there are a chunk's
+    # worth; joined in a nested loop, a 16 MB chunk's rows would take hours.
+    execute(conn, "set_local_setting", {"name": "enable_nestloop", "value": "off"})
     try:
         with conn.transaction():
             stage(conn)
