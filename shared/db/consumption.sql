@@ -164,8 +164,8 @@ WITH cast_rows AS (
            END AS error
     FROM cast_rows
 ), ranked AS (
-    -- The last row for a reading wins; in key order: the index takes sorted inserts much
-    -- faster than scattered ones.
+    -- The last row for a reading wins. The window sorts the rows by key, so they reach the
+    -- upsert in that order, which the index takes much faster than scattered inserts.
     SELECT resource_id, location_id, start_at, end_at, kwh, reading_id,
            row_number() OVER (PARTITION BY start_at, resource_id, end_at ORDER BY row_no DESC)
                = 1 AS wins
