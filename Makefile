@@ -1,4 +1,4 @@
-# Developer commands. The work lives in the tools and in sandbox/runstack.py; this file only
+# Developer commands. The work lives in the tools and in devstack/runstack.py; this file only
 # makes sure the virtual environment exists and matches pyproject.toml.
 
 PYTHON ?= python3
@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test install
 
 run: $(STAMP)
-	$(BIN)/python -m sandbox.runstack run
+	$(BIN)/python -m devstack.runstack run
 
 test: $(STAMP)
 	$(BIN)/ruff check .

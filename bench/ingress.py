@@ -36,7 +36,7 @@ from typing import Any
 import redis
 from flask import Flask
 
-from sandbox.devstack import free_port, port_open
+from devstack.servers import free_port, port_open
 from shared.queues import INGEST_QUEUE
 from shared.signing import SIGNATURE_HEADER, sign
 

@@ -1,6 +1,6 @@
 import os
 
-from sandbox.devstack import port_open
+from devstack.servers import port_open
 
 # Handlers called in-process (not in a worker subprocess) send their follow-up tasks through
 # the worker app, configured from the environment when first imported: keep those messages

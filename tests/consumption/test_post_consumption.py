@@ -11,8 +11,8 @@ import pytest
 import redis
 import requests
 
+from devstack.servers import free_port
 from ingress.consumption import MAX_CONSUMPTION_BYTES
-from sandbox.devstack import free_port
 from shared.queues import INGEST_QUEUE
 from tests.fixtures.services import IngressServer, WorkerProcess
 from tests.reports.support import HOUR, reading, rows, wait_until

@@ -14,7 +14,7 @@ import pytest
 import redis
 from celery import Celery
 
-from sandbox.devstack import free_port
+from devstack.servers import free_port
 from shared.config import CurveSettings
 from shared.signing import SIGNATURE_HEADER, verify
 from tests.curves.control import HANG, ControlSystem

@@ -22,9 +22,9 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
+from devstack.servers import RedisServer, free_port, port_open
 from ingress.app import create_app
 from ingress.publish import Publisher
-from sandbox.devstack import RedisServer, free_port, port_open
 from shared.config import Settings, load_settings
 from shared.queues import INGEST_QUEUE
 from shared.signing import SIGNATURE_HEADER, sign

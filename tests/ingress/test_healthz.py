@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from flask.testing import FlaskClient
 
-from sandbox.devstack import free_port
+from devstack.servers import free_port
 from shared.config import Settings
 from tests.ingress.conftest import make_settings
 

@@ -19,6 +19,7 @@ import celery
 import pytest
 import redis
 
+from devstack.servers import free_port
 from ingress.publish import (
     MessageTemplate,
     Publisher,
@@ -26,7 +27,6 @@ from ingress.publish import (
     ingest_kwargs,
     ingest_kwargsrepr,
 )
-from sandbox.devstack import free_port
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE
 from tests.ingress import celery_app
 from tests.ingress.conftest import ROOT, db_url, flushed, queued, spark_body

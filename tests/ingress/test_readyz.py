@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from flask.testing import FlaskClient
 
+from devstack.servers import RedisServer, free_port
 from ingress.publish import SOCKET_TIMEOUT
-from sandbox.devstack import RedisServer, free_port
 from shared.config import Settings
 from tests.ingress.conftest import make_settings
 

@@ -18,9 +18,9 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
+from devstack.servers import RedisServer
 from ingress.app import create_app
 from ingress.publish import SOCKET_TIMEOUT
-from sandbox.devstack import RedisServer
 from shared.config import MAX_WEBHOOK_BYTES, ConfigError, Settings, load_settings
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE
 from shared.signing import SIGNATURE_HEADER, sign

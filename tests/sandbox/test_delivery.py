@@ -8,7 +8,7 @@ from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
-from sandbox.devstack import free_port
+from devstack.servers import free_port
 from shared.signing import SIGNATURE_HEADER, verify
 from tests.fixtures.sandbox import (
     FAST_RETRY_DELAYS,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from sandbox.devstack import free_port
+from devstack.servers import free_port
 from tests.fixtures.sandbox import SandboxHandle, spark_env
 from tests.fixtures.services import REPO, WorkerProcess, worker_env
 

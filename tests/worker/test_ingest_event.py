@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from celery import Celery
 
-from sandbox.devstack import PostgresServer
+from devstack.servers import PostgresServer
 from shared.db import connect
 from shared.db.migrate import upgrade
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE

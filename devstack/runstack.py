@@ -1,6 +1,6 @@
 """`make run`: the whole service on one machine, against the local sandbox or a real Spark.
 
-`python -m sandbox.runstack run` does, in order:
+`python -m devstack.runstack run` does, in order:
 
 1. read the settings from the environment (through `shared.config`), keeping the webhook
    secret of the previous `.env` when none is given, so a webhook registered with it stays valid;
@@ -37,7 +37,7 @@ import click
 import psycopg
 import redis
 
-from sandbox.devstack import (
+from devstack.servers import (
     DaemonRedisServer,
     PostgresServer,
     ServiceError,
@@ -255,7 +255,7 @@ def plan_settings(
 
 def format_env_file(values: Mapping[str, str]) -> str:
     lines = [
-        "# Written by `make run` (sandbox/runstack.py) at every start: edits here are replaced.",
+        "# Written by `make run` (devstack/runstack.py) at every start: edits here are replaced.",
         "# Give settings in the environment instead, e.g. `PORT=8080 make run`.",
     ]
     for name, value in values.items():

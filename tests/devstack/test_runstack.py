@@ -1,4 +1,4 @@
-"""`python -m sandbox.runstack run` (`make run`): services, settings, processes, shutdown."""
+"""`python -m devstack.runstack run` (`make run`): services, settings, processes, shutdown."""
 
 from __future__ import annotations
 
@@ -19,15 +19,7 @@ import redis
 from honcho.environ import parse as honcho_parse_env
 from honcho.environ import parse_procfile
 
-from sandbox.__main__ import parse_args as parse_sandbox_args
-from sandbox.devstack import (
-    DaemonRedisServer,
-    ServiceError,
-    free_port,
-    port_open,
-    postgres_bin_dir,
-)
-from sandbox.runstack import (
+from devstack.runstack import (
     SANDBOX_CLIENT_ID,
     Services,
     format_env_file,
@@ -41,6 +33,14 @@ from sandbox.runstack import (
     spark_partly_configured,
     write_env_file,
 )
+from devstack.servers import (
+    DaemonRedisServer,
+    ServiceError,
+    free_port,
+    port_open,
+    postgres_bin_dir,
+)
+from sandbox.__main__ import parse_args as parse_sandbox_args
 from shared.config import ConfigError, load_settings, read_dotenv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -376,7 +376,7 @@ def test_it_runs_the_stack_until_interrupted_and_then_stops_everything(
     with log_path.open("wb") as log:
         run = subprocess.Popen(
             [
-                *(sys.executable, "-m", "sandbox.runstack", "run"),
+                *(sys.executable, "-m", "devstack.runstack", "run"),
                 *("--state-dir", str(state), "--env-file", str(env_file), "--emit-every", "2"),
             ],
             cwd=REPO,
