@@ -1,0 +1,13 @@
+-- Operations. `ops_marks` holds the time of the last "something happened" that no other table
+-- records, by name (e.g. `delivery_log_check`), with an optional detail (counts) for `status`
+-- and the metrics. One row per name: a mark only moves forward in time.
+CREATE TABLE ops_marks (
+    name    text PRIMARY KEY,
+    at      timestamptz NOT NULL,
+    detail  jsonb
+);
+
+-- "When did the last webhook arrive?" for `status` and the metrics, read at every scrape:
+-- the newest webhook delivery, found from the end of this index instead of a scan.
+CREATE INDEX event_deliveries_webhook_received_idx
+    ON event_deliveries (received_at) WHERE source = 'webhook';
