@@ -43,7 +43,9 @@ from shared.signing import SIGNATURE_HEADER, sign
 ROOT = Path(__file__).resolve().parents[1]
 PATH = "/webhooks/spark"
 SECRET = b"bench-secret-not-for-production"
-TARGET_RATIO = 0.5
+# Celery's send_task costs about 0.5 ms of CPU per webhook on top of bare Flask; at a few
+# hundred webhooks a day that is nothing, so the bar only catches a gross regression.
+TARGET_RATIO = 0.2
 BODY_BYTES = 1024
 
 # The baseline gunicorn serves this: Flask's own per-request cost and nothing else.

@@ -7,6 +7,7 @@ hostile body can cost the ingress no more than a hash over at most 1 MiB.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -17,8 +18,9 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ingress.consumption import consumption_blueprint
-from ingress.publish import Publisher, PublishError
+from ingress.queueing import QueueUnavailable, TaskQueue
 from shared.config import Settings
+from shared.queues import INGEST_EVENT_TASK
 from shared.signing import SIGNATURE_HEADER, verify
 
 logger = logging.getLogger(__name__)
@@ -28,7 +30,27 @@ def _json(status: int, body: bytes) -> Response:
     return Response(body, status=status, mimetype="application/json")
 
 
-def create_app(settings: Settings, publisher: Publisher | None = None) -> Flask:
+def ingest_kwargs(body: bytes, received_at: datetime) -> dict[str, str]:
+    """The arguments of the worker's ingest task for one webhook body."""
+    if received_at.tzinfo is None:
+        raise ValueError("received_at must be timezone-aware")
+    return {
+        "body_b64": base64.b64encode(body).decode("ascii"),
+        "received_at": received_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "source": "webhook",
+    }
+
+
+def ingest_kwargsrepr(body: bytes, kwargs: dict[str, str]) -> str:
+    """What Celery shows for the task's kwargs (events, flower, worker logs).
+
+    Celery would show the first kilobyte of the base64 body; webhook bodies may carry
+    personal data, so only the size is shown.
+    """
+    return repr({**kwargs, "body_b64": f"<{len(body)} bytes>"})
+
+
+def create_app(settings: Settings, queue: TaskQueue | None = None) -> Flask:
     settings.require_webhook_secrets()
     secrets = settings.webhook_secrets
     limit = settings.max_webhook_bytes
@@ -43,8 +65,9 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Flask:
             "SPARK_WEBHOOK_ALLOW_UNSIGNED is ignored because webhook secrets are configured: "
             "every webhook must be signed"
         )
-    if publisher is None:
-        publisher = Publisher(settings.redis_url)
+    # The process's one Celery app, shared by the webhook and POST /consumption.
+    if queue is None:
+        queue = TaskQueue(settings.redis_url)
 
     app = Flask(__name__)
     # One byte above our limit: Werkzeug stops reading a chunked body at this size without
@@ -88,9 +111,12 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Flask:
                 )
                 return _json(401, b'{"error":"invalid signature"}')
 
+        kwargs = ingest_kwargs(body, received_at)
         try:
-            task_id = publisher.publish_ingest(body, received_at)
-        except PublishError as exc:
+            task_id = queue.send(
+                INGEST_EVENT_TASK, kwargs, kwargsrepr=ingest_kwargsrepr(body, kwargs)
+            )
+        except QueueUnavailable as exc:
             logger.error("webhook not queued, answering 503: %s (%d bytes)", exc, len(body))
             return _json(503, b'{"error":"queue unavailable"}')
         # DEBUG, not INFO: the worker logs every task it receives by the same id, and a second
@@ -109,10 +135,10 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> Flask:
 
     @app.get("/readyz", provide_automatic_options=False)
     def readyz() -> Response:
-        if publisher.ping():
+        if queue.ping():
             return _json(200, b'{"status":"ready"}')
         logger.warning("not ready: Redis does not answer")
         return _json(503, b'{"status":"redis unreachable"}')
 
-    app.register_blueprint(consumption_blueprint(settings))
+    app.register_blueprint(consumption_blueprint(settings, queue))
     return app

@@ -15,8 +15,7 @@ queued as one `consumption.ingest_readings` task and the answer is 202 with the 
     400 {"errors": {"readings": {"0": {"end": ["must be after start"]}}}}
     401 bad or missing token; 413 body over the limit; 503 the queue is unavailable.
 
-Celery's own publisher is used here (not the webhook's single LPUSH): a batch carries
-thousands of readings, so its half a millisecond of publishing cost does not matter.
+The batch goes out through the ingress's one Celery app (ingress/queueing.py), as webhooks do.
 """
 
 from __future__ import annotations
@@ -29,67 +28,36 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Celery
 from flask import Blueprint, Response, request
-from kombu.exceptions import OperationalError as KombuOperationalError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ingress.queueing import QueueUnavailable, TaskQueue
 from shared.config import Settings
-from shared.queues import INGEST_QUEUE
 from worker.consumption.readings import INGEST_READINGS_TASK, check_readings
 
 logger = logging.getLogger(__name__)
 
 # About 50,000 readings; a partner with more sends several batches.
 MAX_CONSUMPTION_BYTES = 8 * 1024 * 1024
-# A hung Redis must become a 503 quickly, not a request that hangs a gunicorn thread.
-_TRANSPORT_OPTIONS = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0}
-_PUBLISH_RETRY_POLICY = {
-    "max_retries": 2,
-    "interval_start": 0,
-    "interval_step": 0.2,
-    "interval_max": 0.2,
-}
 
 
-class QueueUnavailable(RuntimeError):
-    pass
-
-
-class ReadingsQueue:
-    """Queues readings as the worker's ingest task, with Celery's own publisher."""
-
-    def __init__(self, redis_url: str) -> None:
-        self._app = Celery("spark_partner_ingress", broker=redis_url, set_as_current=False)
-        self._app.conf.update(
-            broker_transport_options=_TRANSPORT_OPTIONS,
-            task_serializer="json",
-            accept_content=["json"],
-            task_publish_retry_policy=_PUBLISH_RETRY_POLICY,
-            broker_connection_retry_on_startup=True,
-        )
-
-    def enqueue(self, batch_id: str, readings: list[dict[str, Any]], received_at: datetime) -> None:
-        try:
-            self._app.send_task(
-                INGEST_READINGS_TASK,
-                kwargs={
-                    "readings": readings,
-                    "batch_id": batch_id,
-                    "source": "api",
-                    "received_at": received_at.isoformat(),
-                },
-                task_id=batch_id,
-                queue=INGEST_QUEUE,
-                # Readings may be personal data: logs and monitoring show their number only.
-                kwargsrepr=f"{{'batch_id': {batch_id!r}, 'readings': <{len(readings)}>}}",
-                retry=True,
-            )
-        except (KombuOperationalError, OSError) as exc:
-            raise QueueUnavailable(f"{type(exc).__name__}: {exc}") from exc
-
-    def close(self) -> None:
-        self._app.close()
+def enqueue(
+    queue: TaskQueue, batch_id: str, readings: list[dict[str, Any]], received_at: datetime
+) -> None:
+    """Queue the readings as the worker's ingest task, under the batch id. Raises
+    QueueUnavailable."""
+    queue.send(
+        INGEST_READINGS_TASK,
+        {
+            "readings": readings,
+            "batch_id": batch_id,
+            "source": "api",
+            "received_at": received_at.isoformat(),
+        },
+        task_id=batch_id,
+        # Readings may be personal data: logs and monitoring show their number only.
+        kwargsrepr=f"{{'batch_id': {batch_id!r}, 'readings': <{len(readings)}>}}",
+    )
 
 
 def _json(status: int, body: Any) -> Response:
@@ -129,11 +97,10 @@ def _read_readings() -> list[Any] | Response:
     return readings
 
 
-def consumption_blueprint(settings: Settings, queue: ReadingsQueue | None = None) -> Blueprint:
+def consumption_blueprint(settings: Settings, queue: TaskQueue) -> Blueprint:
     tokens = [token.encode("utf-8") for token in settings.consumption_api_tokens]
     if not tokens:
         logger.warning("CONSUMPTION_API_TOKENS is empty: POST /consumption refuses every request")
-    readings_queue = queue or ReadingsQueue(settings.redis_url)
     blueprint = Blueprint("consumption", __name__)
 
     @blueprint.post("/consumption", provide_automatic_options=False)
@@ -149,7 +116,7 @@ def consumption_blueprint(settings: Settings, queue: ReadingsQueue | None = None
             return _json(400, {"errors": {"readings": errors}})
         batch_id = str(uuid.uuid4())
         try:
-            readings_queue.enqueue(batch_id, [r.to_json() for r in checked], received_at)
+            enqueue(queue, batch_id, [r.to_json() for r in checked], received_at)
         except QueueUnavailable as exc:
             logger.error("consumption batch not queued, answering 503: %s", exc)
             return _json(503, {"error": "queue unavailable"})

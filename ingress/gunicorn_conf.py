@@ -17,12 +17,12 @@ bind = f"0.0.0.0:{load_settings().port}"
 worker_class = "gthread"
 # Eight request threads as four processes of two, rather than two of four: each webhook
 # waits on a Redis round trip, and every wait hands the GIL to another thread of the same
-# process. Fewer threads per process take less of that contention (bench.ingress on two
-# cores: from about 0.51 to 0.56 of a bare Flask app's rate). Scale with --workers.
+# process. Fewer threads per process take less of that contention (measured with bench.ingress
+# on two cores when the ingress still wrote its messages by hand). Scale with --workers.
 workers = 4
 threads = 2
 
-# Requests are bounded by the Redis socket timeout (2 s, ingress/publish.py). This one is the
+# Requests are bounded by the Redis socket timeout (2 s, ingress/queueing.py). This one is the
 # arbiter's: a worker whose main loop has not checked in for 10 s is hung and gets replaced.
 timeout = 10
 graceful_timeout = 10

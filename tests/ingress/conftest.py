@@ -1,8 +1,8 @@
 """Fixtures for the ingress tests.
 
-Redis isolation: the ingress tests own databases 10-13 on the shared Redis at 127.0.0.1:6379
-(10: in-process app, 11: gunicorn-served app, 12: Celery worker, 13: envelope contract) and
-flush the one they use when a test starts.
+Each test queues into its own empty Redis database, from the session's Redis fixture
+(`redis_url`, tests/fixtures/services.py): the machine's Redis or TEST_REDIS_URL when one
+answers, a private one otherwise.
 """
 
 from __future__ import annotations
@@ -24,19 +24,13 @@ from flask.testing import FlaskClient
 
 from devstack.servers import RedisServer, free_port, port_open
 from ingress.app import create_app
-from ingress.publish import Publisher
+from ingress.queueing import TaskQueue
 from shared.config import Settings, load_settings
 from shared.queues import INGEST_QUEUE
 from shared.signing import SIGNATURE_HEADER, sign
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"ingress-test-secret"
-APP_DB = 10
-SERVER_DB = 11
-
-
-def db_url(db: int) -> str:
-    return f"redis://127.0.0.1:6379/{db}"
 
 
 def make_settings(url: str, environ: dict[str, str] | None = None) -> Settings:
@@ -76,38 +70,31 @@ def queued_bodies(client: redis.Redis) -> list[bytes]:
     return [base64.b64decode(m["kwargs"]["body_b64"]) for m in queued(client)]
 
 
-def flushed(db: int) -> redis.Redis:
-    client = redis.Redis.from_url(db_url(db))
-    client.flushdb()
-    return client
-
-
 @pytest.fixture
-def app_redis() -> Iterator[redis.Redis]:
-    client = flushed(APP_DB)
+def app_redis(redis_url: str) -> Iterator[redis.Redis]:
+    """The test's Redis database, where the in-process app queues."""
+    client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
 
 
 @pytest.fixture
-def client(app_redis: redis.Redis) -> Iterator[FlaskClient]:
-    publisher = Publisher(db_url(APP_DB))
-    yield create_app(make_settings(db_url(APP_DB)), publisher).test_client()
-    publisher.close()
+def client_for() -> Iterator[Callable[[Settings], FlaskClient]]:
+    """Test clients for apps built from other settings; their Celery apps close at teardown."""
+    queues: list[TaskQueue] = []
+
+    def build(settings: Settings) -> FlaskClient:
+        queues.append(TaskQueue(settings.redis_url))
+        return create_app(settings, queues[-1]).test_client()
+
+    yield build
+    for queue in queues:
+        queue.close()
 
 
 @pytest.fixture
-def client_for() -> Iterator[Callable[[Settings], FlaskClient]]:
-    """Test clients for apps built from other settings; their publishers close at teardown."""
-    publishers: list[Publisher] = []
-
-    def build(settings: Settings) -> FlaskClient:
-        publishers.append(Publisher(settings.redis_url))
-        return create_app(settings, publishers[-1]).test_client()
-
-    yield build
-    for publisher in publishers:
-        publisher.close()
+def client(redis_url: str, client_for: Callable[[Settings], FlaskClient]) -> FlaskClient:
+    return client_for(make_settings(redis_url))
 
 
 @pytest.fixture
@@ -125,11 +112,11 @@ class IngressServer:
     log: Path
 
 
-@pytest.fixture(scope="module")
-def ingress_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IngressServer]:
+@pytest.fixture
+def served(redis_url: str, tmp_path: Path) -> Iterator[IngressServer]:
     """The real thing: gunicorn with ingress/gunicorn_conf.py serving ingress.wsgi:app."""
     port = free_port()
-    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    log = tmp_path / "gunicorn.log"
     environ = {
         name: value
         for name, value in os.environ.items()
@@ -137,7 +124,7 @@ def ingress_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingress
     }
     environ.update(
         PORT=str(port),
-        REDIS_URL=db_url(SERVER_DB),
+        REDIS_URL=redis_url,
         SPARK_WEBHOOK_SECRETS=SECRET.decode(),
         PYTHONPATH=str(ROOT),
     )
@@ -153,7 +140,7 @@ def ingress_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingress
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("gunicorn did not start:\n" + log.read_text()[-3000:])
             time.sleep(0.05)
-        client = redis.Redis.from_url(db_url(SERVER_DB))
+        client = redis.Redis.from_url(redis_url)
         yield IngressServer(port=port, redis=client, log=log)
         client.close()
     finally:
@@ -163,9 +150,3 @@ def ingress_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingress
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-
-
-@pytest.fixture
-def served(ingress_server: IngressServer) -> IngressServer:
-    ingress_server.redis.flushdb()
-    return ingress_server

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from devstack.servers import RedisServer, free_port
-from ingress.publish import SOCKET_TIMEOUT
+from ingress.queueing import SOCKET_TIMEOUT
 from shared.config import Settings
 from tests.ingress.conftest import make_settings
 

@@ -20,15 +20,13 @@ from flask.testing import FlaskClient
 
 from devstack.servers import RedisServer
 from ingress.app import create_app
-from ingress.publish import SOCKET_TIMEOUT
+from ingress.queueing import SOCKET_TIMEOUT
 from shared.config import MAX_WEBHOOK_BYTES, ConfigError, Settings, load_settings
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE
 from shared.signing import SIGNATURE_HEADER, sign
 from tests.ingress.conftest import (
-    APP_DB,
     SECRET,
     IngressServer,
-    db_url,
     make_settings,
     queued,
     queued_bodies,
@@ -37,7 +35,6 @@ from tests.ingress.conftest import (
 )
 
 PATH = "/webhooks/spark"
-APP_URL = db_url(APP_DB)
 ClientFor = Callable[[Settings], FlaskClient]
 
 
@@ -73,11 +70,11 @@ def test_it_queues_exactly_the_bytes_received_with_the_receipt_time(
 
 
 def test_it_accepts_the_reference_test_vector(
-    app_redis: redis.Redis, client_for: ClientFor
+    redis_url: str, app_redis: redis.Redis, client_for: ClientFor
 ) -> None:
     # Reliability notes §(c) 14, cross-checked there with openssl.
     client = client_for(
-        make_settings(APP_URL, {"SPARK_WEBHOOK_SECRETS": "test-secret-please-rotate"})
+        make_settings(redis_url, {"SPARK_WEBHOOK_SECRETS": "test-secret-please-rotate"})
     )
     body = b'{"eventId":"evt_1","amount":12.5}'
 
@@ -103,11 +100,11 @@ def test_it_does_not_parse_the_body(client: FlaskClient, app_redis: redis.Redis)
 
 
 def test_it_accepts_a_body_signed_with_any_configured_secret(
-    app_redis: redis.Redis, client_for: ClientFor
+    redis_url: str, app_redis: redis.Redis, client_for: ClientFor
 ) -> None:
     old, new, stranger = b"secret-before-rotation", b"secret-after-rotation", b"someone-else"
     client = client_for(
-        make_settings(APP_URL, {"SPARK_WEBHOOK_SECRETS": f"{new.decode()},{old.decode()}"})
+        make_settings(redis_url, {"SPARK_WEBHOOK_SECRETS": f"{new.decode()},{old.decode()}"})
     )
     body = spark_body()
 
@@ -346,17 +343,20 @@ def test_it_answers_503_when_redis_is_out_of_memory(
 # --- configuration and logging ----------------------------------------------------------------
 
 
-def test_it_refuses_to_start_without_a_secret() -> None:
-    settings = load_settings({"REDIS_URL": APP_URL})
+def test_it_refuses_to_start_without_a_secret(redis_url: str) -> None:
+    settings = load_settings({"REDIS_URL": redis_url})
 
     with pytest.raises(ConfigError, match="SPARK_WEBHOOK_SECRETS"):
         create_app(settings)
 
 
 def test_it_accepts_unsigned_bodies_only_when_told_to_and_warns(
-    app_redis: redis.Redis, client_for: ClientFor, caplog: pytest.LogCaptureFixture
+    redis_url: str,
+    app_redis: redis.Redis,
+    client_for: ClientFor,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = load_settings({"REDIS_URL": APP_URL, "SPARK_WEBHOOK_ALLOW_UNSIGNED": "1"})
+    settings = load_settings({"REDIS_URL": redis_url, "SPARK_WEBHOOK_ALLOW_UNSIGNED": "1"})
     with caplog.at_level(logging.WARNING, logger="ingress"):
         client = client_for(settings)
     body = spark_body()
@@ -372,9 +372,9 @@ def test_it_accepts_unsigned_bodies_only_when_told_to_and_warns(
 
 
 def test_it_still_requires_signatures_when_secrets_exist_despite_allow_unsigned(
-    app_redis: redis.Redis, client_for: ClientFor
+    redis_url: str, app_redis: redis.Redis, client_for: ClientFor
 ) -> None:
-    client = client_for(make_settings(APP_URL, {"SPARK_WEBHOOK_ALLOW_UNSIGNED": "1"}))
+    client = client_for(make_settings(redis_url, {"SPARK_WEBHOOK_ALLOW_UNSIGNED": "1"}))
     body = spark_body()
 
     statuses = [post(client, body, {})[0], post(client, body, signed_headers(body))[0]]
