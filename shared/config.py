@@ -182,6 +182,10 @@ class Settings:
     # Calls per second to Spark, shared by every process (a PostgreSQL-kept schedule).
     spark_rate_limit: float = 10.0
     curves: CurveSettings = field(default_factory=CurveSettings)
+    # Prometheus: the worker's own port (0: none) and the address the worker and
+    # `serve-metrics` bind.
+    worker_metrics_port: int = 9101
+    metrics_host: str = "127.0.0.1"
 
     @property
     def spark_configured(self) -> bool:
@@ -328,7 +332,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         report_max_payloads=max_payloads,
         spark_rate_limit=rate_limit,
         curves=load_curve_settings(env),
+        worker_metrics_port=_port(env, "WORKER_METRICS_PORT", 9101, allow_zero=True),
+        metrics_host=env.string("METRICS_HOST") or "127.0.0.1",
     )
+
+
+def _port(env: Env, name: str, default: int, *, allow_zero: bool = False) -> int:
+    port = env.integer(name, default)
+    if not (0 if allow_zero else 1) <= port < 65536:
+        raise ConfigError(f"{name} must be a TCP port{' or 0' if allow_zero else ''}, got {port}")
+    return port
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

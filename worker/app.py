@@ -19,6 +19,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from shared.config import Settings, load_settings
 from shared.queues import DISPATCH_QUEUE, INGEST_QUEUE, SPARK_QUEUE
+from worker.ops import signals as _ops_signals  # noqa: F401 (connects the operations hooks)
 from worker.schedule import beat_schedule
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_max_loop_interval": 20,
         "beat_schedule": beat_schedule(),
         "worker_hijack_root_logger": True,
+        # Task events for Flower and `celery events`: received/started/succeeded from the
+        # worker, and "sent" from whoever publishes.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
     }
 
 

@@ -13,6 +13,7 @@ from worker.cli.eligibility import eligibility
 from worker.cli.events import dead_letters, events
 from worker.cli.meters import meters
 from worker.cli.reports import reports
+from worker.cli.status import serve_metrics, status
 from worker.cli.users import users
 from worker.cli.webhooks import webhooks
 
@@ -24,5 +25,7 @@ main.add_command(eligibility)
 main.add_command(curves)
 main.add_command(consumption)
 main.add_command(reports)
+main.add_command(status)
+main.add_command(serve_metrics)
 
 __all__ = ["main"]
