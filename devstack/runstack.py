@@ -294,6 +294,8 @@ def process_environment(
     env["PATH"] = os.pathsep.join(filter(None, [str(bin_dir), environ.get("PATH", "")]))
     # Lines reach honcho as they are printed, not when a pipe buffer fills.
     env["PYTHONUNBUFFERED"] = "1"
+    # Readable lines in the terminal; LOG_FORMAT=json make run shows what production writes.
+    env.setdefault("LOG_FORMAT", "console")
     # The ingress's config binds every interface (right in a container); here, loopback is
     # enough and nothing else on the network can reach a development ingress.
     env.setdefault("GUNICORN_CMD_ARGS", f"--bind 127.0.0.1:{values['PORT']}")

@@ -5,10 +5,12 @@ Command-line flags override these (e.g. `--workers 4`, `--bind 127.0.0.1:8000`).
 
 from __future__ import annotations
 
-import logging
-import sys
+from typing import Any
+
+from gunicorn.glogging import Logger
 
 from shared.config import load_settings
+from shared.logging import configure_logging
 
 bind = f"0.0.0.0:{load_settings().port}"
 
@@ -34,16 +36,21 @@ keepalive = 5
 control_socket_disable = True
 
 
-def on_starting(server: object) -> None:
-    """Send the app's log records (rejections, 503s, one line per queued webhook) to stderr.
+class StructuredLogger(Logger):
+    """gunicorn's logger, handing every line of the arbiter and its workers to
+    shared.logging (LOG_FORMAT), from the first one ("Starting gunicorn") on.
 
-    Done here rather than through `logconfig_dict`, which would also switch on gunicorn's
-    access log. Workers inherit this when the arbiter forks them.
+    The access log stays off; the error log (worker boots, timeouts) goes to the root logger,
+    whose one handler renders everything, the app's own lines included. Workers inherit this
+    when the arbiter forks them.
     """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-    )
-    app_logger = logging.getLogger("ingress")
-    app_logger.addHandler(handler)
-    app_logger.setLevel(logging.INFO)
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        configure_logging("ingress")
+        for log in (self.error_log, self.access_log):
+            log.handlers = []
+            log.propagate = True
+
+
+logger_class = StructuredLogger

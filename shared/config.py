@@ -30,6 +30,8 @@ PRICE_AREAS = ("NO1", "NO2", "NO3", "NO4", "NO5", "FI", "DK1", "DK2", "SE1", "SE
 # Defaults are what `make run` and a plain developer machine provide.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# How log lines are written (shared/logging.py): one JSON object per line, or for a terminal.
+LOG_FORMATS = ("json", "console")
 
 
 class ConfigError(RuntimeError):
@@ -342,6 +344,15 @@ def _port(env: Env, name: str, default: int, *, allow_zero: bool = False) -> int
     if not (0 if allow_zero else 1) <= port < 65536:
         raise ConfigError(f"{name} must be a TCP port{' or 0' if allow_zero else ''}, got {port}")
     return port
+
+
+def load_log_format(environ: Mapping[str, str] | None = None) -> str:
+    """`LOG_FORMAT`, read on its own: logging is set up before, and apart from, the settings."""
+    env = Env(os.environ if environ is None else environ)
+    value = (env.string("LOG_FORMAT") or "json").lower()
+    if value not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {value!r}")
+    return value
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

@@ -19,6 +19,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from shared.config import Settings, load_settings
 from shared.queues import DISPATCH_QUEUE, INGEST_QUEUE, SPARK_QUEUE
+from worker import task_logging  # noqa: F401  (the worker and beat log through shared.logging)
 from worker.ops import signals as _ops_signals  # noqa: F401 (connects the operations hooks)
 from worker.schedule import beat_schedule
 

@@ -289,6 +289,9 @@ def test_it_gives_processes_the_resolved_settings_and_not_their_file_variants(
     assert env["SPARK_WEBHOOK_ALLOW_UNSIGNED"] == "0"
     assert env["PATH"] == f"{tmp_path / 'bin'}{os.pathsep}/usr/bin"
     assert env["GUNICORN_CMD_ARGS"] == f"--bind 127.0.0.1:{plan.values['PORT']}"
+    assert env["LOG_FORMAT"] == "console"
+    chosen = process_environment({"LOG_FORMAT": "json"}, plan.values, tmp_path)
+    assert chosen["LOG_FORMAT"] == "json"
     assert load_settings(env).database_url == plan.values["DATABASE_URL"]
 
 

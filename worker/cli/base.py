@@ -13,6 +13,7 @@ import click
 
 from shared.config import ConfigError, Settings, load_dotenv_into_environ, load_settings
 from shared.db import Connection, connect
+from shared.logging import configure_logging
 
 if TYPE_CHECKING:
     from shared.spark_api import SparkClient
@@ -71,6 +72,11 @@ def print_json(value: Any) -> None:
 def main(env_file: Path) -> None:
     """Operate the Spark partner service."""
     load_dotenv_into_environ(env_file)
+    try:
+        # WARNING: the commands print their own results; log lines are for what went wrong.
+        configure_logging("cli", level="WARNING")
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def spark_client() -> SparkClient:

@@ -167,6 +167,7 @@ def _log(
             curve_date,
             ", ".join(missing),
             areas,
+            extra={"alert": "curve_missing"},
         )
     elif status == "open" and missing:
         log.warning(

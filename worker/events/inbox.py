@@ -18,6 +18,7 @@ from typing import Literal
 
 from psycopg.types.json import Jsonb
 
+from shared import logging as logs
 from shared.db import TRANSIENT_ERRORS, Connection, execute, fetch_one
 from worker.events.envelope import BrokenBody, Envelope, parse
 from worker.events.handlers import AfterCommit, StoredEvent, handler_for
@@ -60,6 +61,9 @@ def ingest(
         )
         return IngestResult("dead_letter", reason=exc.reason)
 
+    # Every line from here on (handlers included) names the event; the task's postrun clears it.
+    logs.unbind("event_id", "notification_id")
+    logs.bind(event_id=envelope.event_id, notification_id=envelope.notification_id)
     follow_ups: list[AfterCommit] = []
     with conn.transaction():
         new = fetch_one(

@@ -110,6 +110,7 @@ def sweep(conn: Connection, rules: ReportRules, *, now: datetime) -> SweepResult
             row["deadline"].isoformat(),
             row["attempts"],
             row["rejection"] or row["last_error"] or "none: it was never due",
+            extra={"alert": "report_missed", "event_id": row["event_id"]},
         )
         result.alerted.append(row["event_id"])
     with conn.transaction():

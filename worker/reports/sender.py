@@ -32,6 +32,7 @@ from typing import Any
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from shared import logging as logs
 from shared.config import Settings
 from shared.db import Connection, execute, fetch_one
 from shared.spark_api import (
@@ -239,9 +240,11 @@ def send_one(
         row = fetch_one(conn, "report_to_send", {"id": claimed_id})
     if row is None:
         raise RuntimeError(f"report {claimed_id} vanished after its claim")
-    limiter.wait(conn)
-    answer = post(client, row["body"], row["idempotency_key"])
-    return _record(conn, row, attempt, answer, now=now)
+    # Every line about this attempt names the report and its event.
+    with logs.bound(report_id=int(row["id"]), event_id=row["event_id"]):
+        limiter.wait(conn)
+        answer = post(client, row["body"], row["idempotency_key"])
+        return _record(conn, row, attempt, answer, now=now)
 
 
 def _record(
