@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import requests
 import structlog
-from sandbox.devstack import free_port, port_open
+from devstack.servers import free_port, port_open
 
 from shared import logging as logs
 from shared.config import ConfigError, load_log_format
