@@ -20,8 +20,8 @@ import psycopg
 import pytest
 import requests
 import structlog
-from devstack.servers import free_port, port_open
 
+from devstack.servers import free_port, port_open
 from shared import logging as logs
 from shared.config import ConfigError, load_log_format
 from shared.signing import SIGNATURE_HEADER, sign
