@@ -29,6 +29,8 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shared.config import load_log_format
 
+HANDLER_NAME = "spark-partner"
+
 # Fields that must never reach a log line, whoever passes them.
 SENSITIVE_FIELDS = frozenset(
     {
@@ -91,13 +93,30 @@ def _processors(process: str) -> list[Processor]:
     ]
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time of each record, so a CLI command run
+    inside another program (click's test runner) never writes to a stream it has closed."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        return None
+
+
 def configure_logging(
-    process: str, *, level: int | str = logging.INFO, log_format: str | None = None
+    process: str, *, level: int | str | None = logging.INFO, log_format: str | None = None
 ) -> None:
     """Send every log record of this process to stderr, one structured event per line.
 
-    `log_format` defaults to `LOG_FORMAT` (json or console). Safe to call again (Celery's
-    pool children do): the root logger's handlers are replaced, not added to.
+    `log_format` defaults to `LOG_FORMAT` (json or console); `level` None leaves the root
+    logger's level as it is. Safe to call again (Celery's pool children do): the handler
+    this put on the root logger is replaced, and handlers others put there are kept.
     """
     chosen = log_format or load_log_format()
     renderer: Processor
@@ -113,11 +132,13 @@ def configure_logging(
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_processors(process), processors=final
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(formatter)
+    handler.set_name(HANDLER_NAME)
     root = logging.getLogger()
-    root.handlers = [handler]
-    root.setLevel(level)
+    root.handlers = [h for h in root.handlers if h.get_name() != HANDLER_NAME] + [handler]
+    if level is not None:
+        root.setLevel(level)
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

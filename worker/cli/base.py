@@ -73,8 +73,9 @@ def main(env_file: Path) -> None:
     """Operate the Spark partner service."""
     load_dotenv_into_environ(env_file)
     try:
-        # WARNING: the commands print their own results; log lines are for what went wrong.
-        configure_logging("cli", level="WARNING")
+        # The root logger keeps its level (WARNING unless set): the commands print their own
+        # results, and log lines are for what went wrong.
+        configure_logging("cli", level=None)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
