@@ -3,9 +3,8 @@ stores them, and views of what is in force."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as wall_time
 from typing import Any
@@ -129,12 +128,3 @@ def decisions(conn: Connection, event_id: str) -> dict[Target, dict[str, Any]]:
     ).fetchall()
     conn.commit()
     return {(row["resource_id"], row["location_id"]): dict(row) for row in rows}
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -23,10 +23,10 @@ from tests.curves.support import (
     points,
     store,
     targets,
-    wait_for,
 )
 from tests.fixtures.sandbox import IN_AREA_1, SandboxHandle
 from tests.fixtures.services import WorkerProcess
+from tests.waiting import wait_for
 from worker.curves.check import run_check
 
 EXPECTING = CurveSettings(expected_areas=("NO1", "NO2"))

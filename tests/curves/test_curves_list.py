@@ -16,10 +16,10 @@ from tests.curves.support import (
     points,
     store,
     targets,
-    wait_for,
 )
 from tests.fixtures.sandbox import IN_AREA_1, SandboxHandle
 from tests.fixtures.services import WorkerProcess
+from tests.waiting import wait_for
 from tests.worker.cli import run_json
 
 

@@ -18,10 +18,10 @@ from tests.curves.support import (
     points,
     store,
     targets,
-    wait_for,
 )
 from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.services import WorkerProcess
+from tests.waiting import wait_for
 from tests.worker.cli import run, run_json
 
 DAY = date(2026, 3, 4)

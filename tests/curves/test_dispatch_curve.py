@@ -15,9 +15,10 @@ import psycopg
 import pytest
 
 from tests.curves.control import HANG, ControlSystem
-from tests.curves.support import local_hours, points, targets, wait_for
+from tests.curves.support import local_hours, points, targets
 from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.services import REPO, WorkerProcess, worker_env
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
 from devstack.servers import free_port
+from sandbox.clock import spark_timestamp
 from shared.signing import SIGNATURE_HEADER, verify
 from tests.fixtures.sandbox import (
     FAST_RETRY_DELAYS,
@@ -20,6 +22,8 @@ from tests.fixtures.sandbox import (
 from tests.spec import assert_notification_matches
 
 PRICE_CURVE = "/simulation/events/pricecurve"
+PAUSED_AT = datetime(2026, 3, 4, 8, 0, tzinfo=UTC)
+RESUMED_AT = datetime(2026, 3, 4, 8, 5, tzinfo=UTC)
 USER_ELIGIBILITY = "/simulation/events/usereligibility"
 
 
@@ -204,15 +208,24 @@ def test_it_holds_deliveries_while_paused_and_sends_them_on_resume(
 ) -> None:
     sandbox.register_webhook(webhook_receiver.url)
     sandbox.control.set_delivery(enabled=False)
+    # The sandbox clock stands still during the pause and moves on just before the resume:
+    # every attempt records the sandbox time it was made at, so one made during the pause
+    # would show the earlier time.
+    sandbox.control.set_clock(PAUSED_AT, frozen=True)
     first = _simulate_price_curve(sandbox)
     second = _simulate_price_curve(sandbox)
-    time.sleep(0.2)
-    assert webhook_receiver.received == []
+    during_pause = sandbox.control.deliveries()
+    sandbox.control.set_clock(RESUMED_AT, frozen=True)
 
     sandbox.control.set_delivery(enabled=True)
 
     received = webhook_receiver.wait_for(2)
+    sandbox.wait_for_deliveries()
+    assert during_pause == []
     assert {_notification(r)["eventId"] for r in received} == {first["id"], second["id"]}
+    attempts = sandbox.control.deliveries()
+    assert [a["sentAt"] for a in attempts] == [spark_timestamp(RESUMED_AT)] * 2
+    assert {a["eventId"] for a in attempts} == {first["id"], second["id"]}
 
 
 def test_it_sends_nothing_to_a_disabled_webhook(
@@ -251,7 +264,9 @@ def test_it_abandons_retries_when_the_sandbox_is_reset(
     _simulate_price_curve(sandbox)
 
     sandbox.control.reset()
-    time.sleep(0.6)
 
+    # Nothing queued or in flight any more: an attempt that survived the reset would have
+    # been made (after its 0.5 s delay) before this returns.
+    sandbox.wait_for_deliveries()
     assert webhook_receiver.received == []
     assert sandbox.control.deliveries() == []

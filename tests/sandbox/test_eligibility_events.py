@@ -18,6 +18,7 @@ from tests.fixtures.sandbox import (
     WebhookReceiver,
 )
 from tests.spec import assert_notification_matches, assert_schema_matches, spec_checked_json
+from tests.waiting import wait_for
 
 
 def _eligible_user(sandbox: SandboxHandle, user_id: str) -> None:
@@ -38,13 +39,12 @@ def _eligibility_events(sandbox: SandboxHandle) -> list[dict[str, Any]]:
 
 
 def _wait_for_events(sandbox: SandboxHandle, count: int, timeout: float) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events = _eligibility_events(sandbox)
-        if len(events) >= count:
-            return events
-        time.sleep(0.02)
-    raise AssertionError(f"no {count} eligibility events within {timeout}s")
+    wait_for(
+        lambda: len(_eligibility_events(sandbox)) >= count,
+        timeout,
+        f"{count} eligibility events",
+    )
+    return _eligibility_events(sandbox)
 
 
 def test_it_announces_a_new_eligible_user_when_the_window_closes(
@@ -150,25 +150,35 @@ def test_it_closes_a_window_by_itself_once_it_has_passed(
         _eligible_user(sandbox, f"user-{n}")
 
     (event,) = _wait_for_events(sandbox, 1, timeout=5)
+    closed = sandbox.control.eligibility()["windowOpenedAt"]
+    _eligible_user(sandbox, "later")
 
+    # The next window holds only what changed after the first one closed.
+    later, first = _wait_for_events(sandbox, 2, timeout=5)
     assert time.monotonic() - started >= 0.3
+    assert first == event
     assert event["payload"]["addedUsers"] == [f"user-{n}" for n in range(5)]
-    time.sleep(0.4)
-    assert len(_eligibility_events(sandbox)) == 1
+    assert closed is None
+    assert later["payload"]["addedUsers"] == ["later"]
+    assert len(_eligibility_events(sandbox)) == 2
 
 
 def test_it_times_windows_on_the_sandbox_clock(sandbox: SandboxHandle) -> None:
     sandbox.control.set_clock("2025-04-02T10:00:00+00:00", frozen=True)
     _eligible_user(sandbox, "user-1")
-    time.sleep(0.2)
-    while_frozen = _eligibility_events(sandbox)
+    # A second short of the window: not due, so the window is still open, whatever the
+    # real time that passes.
+    sandbox.control.advance_clock(599)
+    due_at_599 = sandbox.sandbox.eligibility.window_is_due()
     opened = sandbox.control.eligibility()["windowOpenedAt"]
+    while_open = _eligibility_events(sandbox)
 
-    sandbox.control.advance_clock(600)
+    sandbox.control.advance_clock(1)
 
     (event,) = _wait_for_events(sandbox, 1, timeout=5)
-    assert while_frozen == []
+    assert due_at_599 is False
     assert opened == "2025-04-02T10:00:00+00:00"
+    assert while_open == []
     assert event["payload"]["lastUpdated"] == "2025-04-02T10:10:00+00:00"
     assert sandbox.control.eligibility()["windowOpenedAt"] is None
 

@@ -6,7 +6,6 @@ import base64
 import os
 import signal
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from shared.db import connect
 from shared.db.migrate import upgrade
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE
 from tests.fixtures.services import WorkerProcess
-from tests.waiting import wait_for
+from tests.waiting import drained, wait_for
 from tests.worker.events import body, notification
 
 pytestmark = pytest.mark.slow
@@ -106,7 +105,8 @@ def test_it_processes_an_event_once_when_its_worker_process_is_killed_mid_ingest
     wait_for(
         lambda: count(database_url, "SELECT count(*) FROM events") == 1, 60, "the retried ingest"
     )
-    time.sleep(1)
+    # The retried copy is acknowledged and no other waits or is held: none can run again.
+    wait_for(drained(redis_url), 30, "the ingest queue drained")
     assert count(database_url, "SELECT count(*) FROM events") == 1
     assert count(database_url, "SELECT count(*) FROM event_deliveries") == 1
     with psycopg.connect(database_url) as conn:
