@@ -4,14 +4,16 @@
 --   - new readings of a plain file: COPYed there as they are, then a plain INSERT into
 --     `readings`, whose constraints are the row rules (insert_incoming_readings);
 --   - anything else: COPYed into `staged_readings` as text, checked row by row with a reason
---     for each bad one, and merged (merge_staged_readings).
--- What follows reads them there: coverage, the longest reading, late data
--- (account_incoming_readings) and spans moved under a readingId (move_resent_readings).
+--     for each bad one (check_staged_readings), old spans of re-sent readingIds given up
+--     (move_resent_readings), then merged (merge_incoming_readings).
+-- What follows reads them there: coverage, the longest reading and late data
+-- (account_incoming_readings).
 --
 -- A reading is [start, end) with the kWh a resource used in it. Its identity is (resource,
--- start, end): sent again, it replaces the stored reading. A reading with a readingId that
--- comes again with another span replaces its old span. Energy is split into a curve's
--- periods pro rata by overlap when a report is built (worker/reports/builder.py).
+-- start, end): sent again, it replaces the stored reading. A readingId stands for one
+-- reading of a resource (readings_reading_id_key): sent again with another span, it replaces
+-- its old span, and within a chunk its last row wins. Energy is split into a curve's periods
+-- pro rata by overlap when a report is built (worker/reports/builder.py).
 
 -- name: open_consumption_batch
 -- Nothing when the batch is known: a redelivered task or a retried import finds it here.
@@ -45,23 +47,39 @@ SET readings = readings + %(readings)s,
 WHERE batch_id = %(batch_id)s;
 
 -- name: move_resent_readings
--- A reading sent again under its readingId with another span: the old span goes, and counts
--- as late data where a report for it was built already.
-WITH staged AS (
-    SELECT DISTINCT resource_id, reading_id, start_at, end_at
+-- Before the chunk is merged: a reading whose readingId comes again with another span loses
+-- its old span, so that one row per (resource, readingId) stays (readings_reading_id_key).
+-- The old span goes, and counts as late data where a report for it was built already; unless
+-- a row of the chunk stores that span again, which then replaces it (the old row only gives
+-- up the readingId here, so that the new span may take it).
+WITH latest AS (
+    -- One row per readingId of a resource: the chunk's check kept each one's last row.
+    SELECT resource_id, reading_id, start_at, end_at
     FROM incoming_readings
     WHERE reading_id IS NOT NULL
+), stale AS (
+    SELECT r.start_at, r.resource_id, r.end_at,
+           EXISTS (
+               SELECT 1 FROM incoming_readings same
+               WHERE same.resource_id = r.resource_id
+                 AND same.start_at = r.start_at
+                 AND same.end_at = r.end_at
+           ) AS stored_again
+    FROM readings r
+    JOIN latest s ON r.resource_id = s.resource_id AND r.reading_id = s.reading_id
+    WHERE (r.start_at, r.end_at) <> (s.start_at, s.end_at)
+), released AS (
+    UPDATE readings r
+    SET reading_id = NULL
+    FROM stale s
+    WHERE s.stored_again
+      AND (r.start_at, r.resource_id, r.end_at) = (s.start_at, s.resource_id, s.end_at)
+    RETURNING 1
 ), moved AS (
     DELETE FROM readings r
-    USING staged s
-    WHERE r.resource_id = s.resource_id
-      AND r.reading_id = s.reading_id
-      AND (r.start_at, r.end_at) <> (s.start_at, s.end_at)
-      AND NOT EXISTS (
-          SELECT 1 FROM staged same
-          WHERE same.resource_id = r.resource_id
-            AND (same.start_at, same.end_at) = (r.start_at, r.end_at)
-      )
+    USING stale s
+    WHERE NOT s.stored_again
+      AND (r.start_at, r.resource_id, r.end_at) = (s.start_at, s.resource_id, s.end_at)
     RETURNING r.resource_id, r.location_id, r.start_at, r.end_at, r.kwh
 ), late AS (
     INSERT INTO late_readings (
@@ -85,12 +103,14 @@ WITH staged AS (
     )
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM late) AS late;
+SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM released) AS released,
+       (SELECT count(*) FROM late) AS late;
 
 -- name: create_incoming_readings
--- A chunk's good readings, whichever way they came in; emptied at commit. `change` is what
--- storing the reading did: 'new', 'changed', or NULL when the stored one was the same (or a
--- later row of the batch for the same reading replaced it).
+-- A chunk's good readings, whichever way they came in; emptied at commit. Of the rows of one
+-- readingId only the chunk's last is here. `wins`: the row is stored (the chunk's last for
+-- its span). `change` is what storing it did: 'new', 'changed', or NULL when the stored one
+-- was the same or the row did not win.
 CREATE TEMPORARY TABLE IF NOT EXISTS incoming_readings (
     resource_id         text NOT NULL,
     location_id         text,
@@ -98,29 +118,32 @@ CREATE TEMPORARY TABLE IF NOT EXISTS incoming_readings (
     end_at              timestamptz NOT NULL,
     kwh                 double precision NOT NULL,
     reading_id          text,
+    wins                boolean NOT NULL DEFAULT true,
     change              text DEFAULT 'new'
 ) ON COMMIT DELETE ROWS;
 
 -- name: insert_incoming_readings
 -- New readings COPYed into `incoming_readings` straight from a file, in one INSERT. It fails
--- when a row breaks a rule (the constraints of `readings`) or is stored already, or sent
--- twice in the chunk (the key): the caller then merges the chunk the checked way.
+-- when a row breaks a rule (the constraints of `readings`), is stored already, or is sent
+-- twice in the chunk (the key, or its readingId: readings_reading_id_key): the caller then
+-- takes the chunk the checked way.
 INSERT INTO readings (
     resource_id, start_at, end_at, location_id, kwh, reading_id, batch_id, received_at
 )
 SELECT resource_id, start_at, end_at, location_id, kwh, reading_id, %(batch_id)s, %(now)s
 FROM incoming_readings;
 
--- name: merge_staged_readings
--- The batch's rows, checked and merged into `readings` in one pass:
---   1. each row checked (the rules of worker/consumption/readings.py); a bad row is left out
---      and returned with why and its place in the batch (1 for its first row; places are
---      only worked out when a row is bad). Each cast is guarded by the checks before it; a
---      value they cannot catch (February 30th, 1e999) makes the statement fail, and the
---      caller then checks the rows one by one;
---   2. good rows inserted, or replacing the stored reading when they differ from it (the
---      last row wins for a reading sent twice in one batch);
---   3. good rows copied to `incoming_readings`, with what storing them did.
+-- name: check_staged_readings
+-- The chunk's rows, checked; the good ones go to `incoming_readings`, the bad ones are
+-- returned with why and their place in the batch (1 for its first row; places are only
+-- worked out when a row is bad):
+--   1. each row checked (the rules of shared/readings.py). Each cast is guarded by the
+--      checks before it; a value they cannot catch (February 30th, 1e999) makes the
+--      statement fail, and the caller then checks the rows one by one;
+--   2. the last row of a readingId wins: the earlier ones are left out (a charging session's
+--      partial span, then its final one);
+--   3. of the rest, the last row for a span wins (`wins`); the others stay for their
+--      readingId, which may move a stored span (move_resent_readings).
 WITH cast_rows AS (
     SELECT row_no, resource_id, nullif(location_id, '') AS location_id,
            nullif(reading_id, '') AS reading_id, start_at AS start_text, end_at AS end_text,
@@ -163,30 +186,56 @@ WITH cast_rows AS (
                    THEN 'kWh must be a finite number, 0 or more'
            END AS error
     FROM cast_rows
-), ranked AS (
-    -- The last row for a reading wins. The window sorts the rows by key, so they reach the
-    -- upsert in that order, which the index takes much faster than scattered inserts.
+), latest AS (
+    -- Rows without a readingId are each their own partition (row_no), so all of them stay.
+    SELECT *
+    FROM (
+        SELECT row_no, resource_id, location_id, start_at, end_at, kwh, reading_id,
+               row_number() OVER (
+                   PARTITION BY resource_id, reading_id,
+                                CASE WHEN reading_id IS NULL THEN row_no END
+                   ORDER BY row_no DESC
+               ) = 1 AS last_of_id
+        FROM checked
+        WHERE error IS NULL
+    ) AS numbered
+    WHERE last_of_id
+), incoming AS (
+    -- The window sorts the rows by key, so they reach the merge in that order, which the
+    -- index takes much faster than scattered inserts.
+    INSERT INTO incoming_readings (
+        resource_id, location_id, start_at, end_at, kwh, reading_id, wins, change
+    )
     SELECT resource_id, location_id, start_at, end_at, kwh, reading_id,
            row_number() OVER (PARTITION BY start_at, resource_id, end_at ORDER BY row_no DESC)
-               = 1 AS wins
-    FROM checked
-    WHERE error IS NULL
-), staged AS (
-    SELECT resource_id, location_id, start_at, end_at, kwh, reading_id
-    FROM ranked
-    WHERE wins
+               = 1,
+           NULL
+    FROM latest
+    RETURNING reading_id
 ), bad AS (
     SELECT row_no, error FROM checked WHERE error IS NOT NULL
 ), placed AS (
     SELECT row_no, row_number() OVER (ORDER BY row_no) AS place
     FROM staged_readings
     WHERE batch_token = %(token)s AND EXISTS (SELECT 1 FROM bad)
-), merged AS (
+)
+SELECT (SELECT count(*) FROM checked) AS rows,
+       (SELECT count(*) FROM bad) AS rejected,
+       (SELECT count(reading_id) FROM incoming) AS with_reading_id,
+       (SELECT coalesce(json_agg(json_build_object('place', p.place, 'error', b.error)
+                                 ORDER BY p.place), '[]')
+        FROM bad b JOIN placed p ON p.row_no = b.row_no) AS errors;
+
+-- name: merge_incoming_readings
+-- The chunk's winning rows into `readings`: inserted, or replacing the stored reading when
+-- they differ from it; `incoming_readings` then says what storing each one did.
+WITH merged AS (
     INSERT INTO readings (
         resource_id, start_at, end_at, location_id, kwh, reading_id, batch_id, received_at
     )
     SELECT resource_id, start_at, end_at, location_id, kwh, reading_id, %(batch_id)s, %(now)s
-    FROM staged
+    FROM incoming_readings
+    WHERE wins
     ON CONFLICT (start_at, resource_id, end_at) DO UPDATE
     SET location_id = EXCLUDED.location_id,
         kwh = EXCLUDED.kwh,
@@ -196,29 +245,17 @@ WITH cast_rows AS (
     WHERE (readings.location_id, readings.kwh, readings.reading_id)
           IS DISTINCT FROM (EXCLUDED.location_id, EXCLUDED.kwh, EXCLUDED.reading_id)
     RETURNING start_at, resource_id, end_at, (xmax = 0) AS inserted
-), incoming AS (
-    -- Every good row, also one that a later row for the same reading replaced within the
-    -- batch: its readingId may still move a stored span. What storing did is the later row's.
-    INSERT INTO incoming_readings (
-        resource_id, location_id, start_at, end_at, kwh, reading_id, change
-    )
-    SELECT k.resource_id, k.location_id, k.start_at, k.end_at, k.kwh, k.reading_id,
-           CASE
-               WHEN NOT k.wins THEN NULL
-               WHEN m.inserted THEN 'new'
-               WHEN NOT m.inserted THEN 'changed'
-           END
-    FROM ranked k
-    LEFT JOIN merged m USING (start_at, resource_id, end_at)
+), marked AS (
+    UPDATE incoming_readings i
+    SET change = CASE WHEN m.inserted THEN 'new' ELSE 'changed' END
+    FROM merged m
+    WHERE i.wins
+      AND (i.start_at, i.resource_id, i.end_at) = (m.start_at, m.resource_id, m.end_at)
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM checked) AS rows,
-       (SELECT count(*) FROM bad) AS rejected,
-       (SELECT count(*) FROM merged WHERE inserted) AS inserted,
-       (SELECT count(*) FROM merged WHERE NOT inserted) AS replaced,
-       (SELECT coalesce(json_agg(json_build_object('place', p.place, 'error', b.error)
-                                 ORDER BY p.place), '[]')
-        FROM bad b JOIN placed p ON p.row_no = b.row_no) AS errors;
+SELECT count(*) FILTER (WHERE inserted) AS inserted,
+       count(*) FILTER (WHERE NOT inserted) AS replaced
+FROM merged;
 
 -- name: account_incoming_readings
 -- What the chunk's readings change beyond `readings`: the coverage per resource, the longest

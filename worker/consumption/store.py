@@ -6,18 +6,20 @@ session's temporary `incoming_readings` for what follows.
 - New readings of a plain file (every record on one line, values in the spellings of
   readings.PLAIN_TIME and PLAIN_KWH): COPYed into `incoming_readings` typed, then one plain
   INSERT (`insert_incoming_readings`). The constraints of `readings` are the row rules, so
-  a bad row, a reading stored before or one sent twice in the chunk stops it; under a
-  savepoint, so that nothing of it stays and the chunk goes the checked way instead.
+  a bad row, a reading stored before or one sent twice in the chunk (its span or its
+  readingId) stops it; under a savepoint, so that nothing of it stays and the chunk goes the
+  checked way instead.
 - The checked way: the chunk is COPYed into `staged_readings` as text under a fresh batch
-  token, and `merge_staged_readings` checks every row (a bad one is left out, with why),
-  inserts new readings, replaces changed ones and leaves identical ones alone. A value its
-  checks cannot catch makes it fail (a February 30th); the chunk is then checked row by row
-  in Python (`readings.check_reading`) and its good rows staged and merged again.
+  token, and `check_staged_readings` checks every row (a bad one is left out, with why) and
+  keeps the last row of each readingId and of each span. A value its checks cannot catch
+  makes it fail (a February 30th); the chunk is then checked row by row in Python
+  (`readings.check_reading`) and its good rows staged and checked again. Then
+  `move_resent_readings` removes the old span of a readingId sent again with another one
+  (one row per readingId: readings_reading_id_key), and `merge_incoming_readings` inserts
+  new readings, replaces changed ones and leaves identical ones alone.
 
 Then, either way: `account_incoming_readings` (coverage per resource, the longest reading,
-late data for built reports), `move_resent_readings` (a reading sent again under its
-readingId with another span replaces its old span), and the batch's counts grow by the
-chunk's.
+late data for built reports), and the batch's counts grow by the chunk's.
 
 A batch is a row in `consumption_batches`; its id comes from the caller (the API's task id, a
 file import's uuid), so a task redelivered after its commit finds the batch stored and does
@@ -205,23 +207,33 @@ def _store_chunk(
             result.readings += inserted
             result.inserted = inserted
         else:
-            merged = _merge(conn, stage, fallback, params=params, result=result, errors=errors)
+            checked = _check(conn, stage, fallback, params=params, result=result, errors=errors)
             errors.extend(
-                RowError(first_row + e["place"] - 1, e["error"]) for e in merged["errors"]
+                RowError(first_row + e["place"] - 1, e["error"]) for e in checked["errors"]
             )
-            result.readings += int(merged["rows"])
-            result.rejected += int(merged["rejected"])
+            result.readings += int(checked["rows"])
+            result.rejected += int(checked["rejected"])
+            if checked["with_reading_id"]:
+                # Looked up by readingId, a few rows each: the index, in a nested loop.
+                execute(conn, "set_local_setting", {"name": "enable_nestloop", "value": "on"})
+                moved = fetch_one(conn, "move_resent_readings", params)
+                if moved is None:
+                    raise RuntimeError("moving re-sent readings returned nothing")
+                result.late += int(moved["late"])
+                execute(conn, "set_local_setting", {"name": "enable_nestloop", "value": "off"})
+            merged = fetch_one(conn, "merge_incoming_readings", params)
+            if merged is None:
+                raise RuntimeError("merging readings returned nothing")
             result.inserted = int(merged["inserted"])
             result.replaced = int(merged["replaced"])
-            # Identical to what was stored, or sent twice within the chunk.
+            # Identical to what was stored, or sent again later within the chunk.
             result.unchanged = (
-                int(merged["rows"]) - int(merged["rejected"]) - result.inserted - result.replaced
+                int(checked["rows"]) - int(checked["rejected"]) - result.inserted - result.replaced
             )
         accounted = fetch_one(conn, "account_incoming_readings", params)
-        moved = fetch_one(conn, "move_resent_readings", params)
-        if moved is None or accounted is None:
+        if accounted is None:
             raise RuntimeError("accounting for readings returned nothing")
-        result.late = int(moved["late"]) + int(accounted["late"])
+        result.late += int(accounted["late"])
         result.errors = errors[:MAX_BATCH_ERRORS]
         _record(conn, result, batch_id, now)
     return result
@@ -251,7 +263,7 @@ def _insert_new(
         return None
 
 
-def _merge(
+def _check(
     conn: Connection,
     stage: Any,
     fallback: Any,
@@ -260,20 +272,21 @@ def _merge(
     result: StoreResult,
     errors: list[RowError],
 ) -> DictRow:
-    """Stage the chunk as text, check and merge it; rows only Python can judge make the
-    chunk go through `fallback` (its problems added to `result` and `errors`)."""
+    """Stage the chunk as text and check it into `incoming_readings`; rows only Python can
+    judge make the chunk go through `fallback` (its problems added to `result` and
+    `errors`)."""
     token = str(uuid.uuid4())
     params = {**params, "token": token}
     execute(conn, "set_batch_token", {"token": token})
     # The checked chunk is held once and read several times: in memory, not a temporary file.
     execute(conn, "set_local_setting", {"name": "work_mem", "value": CHUNK_WORK_MEM})
-    # The planner expects a few rows from each step of the merge where there are a chunk's
-    # worth; joined in a nested loop, a 16 MB chunk's rows would take hours.
+    # The planner expects a few rows from each step of the check and the merge where there
+    # are a chunk's worth; joined in a nested loop, a 16 MB chunk's rows would take hours.
     execute(conn, "set_local_setting", {"name": "enable_nestloop", "value": "off"})
     try:
         with conn.transaction():
             stage(conn)
-            merged = fetch_one(conn, "merge_staged_readings", params)
+            checked = fetch_one(conn, "check_staged_readings", params)
     except psycopg.DataError:
         if fallback is None:
             raise
@@ -284,11 +297,11 @@ def _merge(
         with conn.cursor() as cursor, cursor.copy(_COPY_READINGS) as copy:
             for reading in readings:
                 copy.write_row(reading.copy_row())
-        merged = fetch_one(conn, "merge_staged_readings", params)
+        checked = fetch_one(conn, "check_staged_readings", params)
     execute(conn, "clear_staged_readings", {"token": token})
-    if merged is None:
-        raise RuntimeError("merging readings returned nothing")
-    return merged
+    if checked is None:
+        raise RuntimeError("checking readings returned nothing")
+    return checked
 
 
 def _record(conn: Connection, result: StoreResult, batch_id: str, now: datetime) -> None:
