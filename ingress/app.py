@@ -22,6 +22,7 @@ from ingress.queueing import QueueUnavailable, TaskQueue
 from shared.config import Settings
 from shared.queues import INGEST_EVENT_TASK
 from shared.signing import SIGNATURE_HEADER, verify
+from shared.webhook_secrets import AcceptedSecrets
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ def ingest_kwargsrepr(body: bytes, kwargs: dict[str, str]) -> str:
 def create_app(settings: Settings, queue: TaskQueue | None = None) -> Flask:
     settings.require_webhook_secrets()
     secrets = settings.webhook_secrets
+    # Re-read from SPARK_WEBHOOK_SECRETS_FILE when it changes (a secret rotation); never empty.
+    accepted = AcceptedSecrets(secrets, settings.webhook_secrets_file)
     limit = settings.max_webhook_bytes
     if not secrets:
         logger.warning(
@@ -102,7 +105,7 @@ def create_app(settings: Settings, queue: TaskQueue | None = None) -> Flask:
 
         if secrets:
             header = request.headers.get(SIGNATURE_HEADER)
-            if not verify(secrets, body, header):
+            if not verify(accepted.current(), body, header):
                 logger.warning(
                     "webhook rejected: %s signature (%d bytes, from %s)",
                     "missing" if header is None else "invalid",

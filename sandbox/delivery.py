@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_DELAYS = (1.0, 2.0, 4.0)
 DEFAULT_TIMEOUT = 10.0
+FAIL_MODES = ("off", "refused", "timeout")
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,18 @@ class DeliverySwitches:
     duplicate: every delivery is sent twice at once, under two notificationIds.
     drop:      deliveries are skipped (recorded as dropped, nothing is sent, no retries).
     delay:     seconds to wait before the first attempt of each delivery.
+    fail:      "off", or every attempt fails without reaching the receiver, as when the
+               partner's ingress is down: "refused" (no answer, logged with no status code;
+               the webhook turns Unhealthy) or "timeout" (logged as a request timeout; the
+               webhook turns TimeOut). Attempts are retried and logged as Spark does, so the
+               notification log and the webhook's status show the outage.
     """
 
     enabled: bool = True
     duplicate: bool = False
     drop: bool = False
     delay: float = 0.0
+    fail: str = "off"
 
     def to_control(self) -> dict[str, Any]:
         return {
@@ -53,6 +60,7 @@ class DeliverySwitches:
             "duplicate": self.duplicate,
             "drop": self.drop,
             "delay": self.delay,
+            "fail": self.fail,
         }
 
 
@@ -64,6 +72,7 @@ class _Job:
     delay: float
     generation: int
     cancelled: threading.Event
+    fail: str = "off"
 
 
 def notification_body(notification_id: str, event: Event, sent_at_text: str) -> bytes:
@@ -136,7 +145,10 @@ class DeliveryWorker:
         duplicate: bool | None = None,
         drop: bool | None = None,
         delay: float | None = None,
+        fail: str | None = None,
     ) -> DeliverySwitches:
+        if fail is not None and fail not in FAIL_MODES:
+            raise ValueError(f"fail must be one of {', '.join(FAIL_MODES)}")
         with self._cond:
             current = self._switches
             self._switches = DeliverySwitches(
@@ -144,6 +156,7 @@ class DeliveryWorker:
                 duplicate=current.duplicate if duplicate is None else duplicate,
                 drop=current.drop if drop is None else drop,
                 delay=current.delay if delay is None else delay,
+                fail=current.fail if fail is None else fail,
             )
             self._cond.notify_all()
             return self._switches
@@ -211,6 +224,7 @@ class DeliveryWorker:
                     delay=switches.delay,
                     generation=generation,
                     cancelled=cancelled,
+                    fail=switches.fail,
                 )
                 if switches.drop:
                     self._record_dropped(job, webhook)
@@ -290,6 +304,19 @@ class DeliveryWorker:
             signature=signature,
         )
         started = time.monotonic()
+        if job.fail == "refused":
+            return replace(
+                attempt,
+                error="ConnectionError: refused (the sandbox's fail switch)",
+                duration_ms=_since(started),
+            )
+        if job.fail == "timeout":
+            return replace(
+                attempt,
+                error="timeout (the sandbox's fail switch)",
+                timed_out=True,
+                duration_ms=round(self._timeout * 1000),
+            )
         try:
             response = requests.post(
                 webhook.url,

@@ -183,6 +183,9 @@ class Settings:
     report_max_payloads: int = 10_000
     # Calls per second to Spark, shared by every process (a PostgreSQL-kept schedule).
     spark_rate_limit: float = 10.0
+    # SPARK_WEBHOOK_SECRETS_FILE, when the secrets come from a file: the ingress re-reads it
+    # when it changes, and `webhooks rotate-secret` rewrites it (shared/webhook_secrets.py).
+    webhook_secrets_file: Path | None = None
     curves: CurveSettings = field(default_factory=CurveSettings)
     # Prometheus: the worker's own port (0: none) and the address the worker and
     # `serve-metrics` bind.
@@ -336,6 +339,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         curves=load_curve_settings(env),
         worker_metrics_port=_port(env, "WORKER_METRICS_PORT", 9101, allow_zero=True),
         metrics_host=env.string("METRICS_HOST") or "127.0.0.1",
+        webhook_secrets_file=(
+            Path(path) if (path := env.string("SPARK_WEBHOOK_SECRETS_FILE")) else None
+        ),
     )
 
 

@@ -352,6 +352,47 @@ class SparkClient:
         webhooks: list[dict[str, Any]] = self.get_json("/webhooks").get("webhooks") or []
         return webhooks
 
+    def get_webhook(self, webhook_id: str) -> dict[str, Any]:
+        webhook: dict[str, Any] = self.get_json(f"/webhooks/{quote(webhook_id, safe='')}")
+        return webhook
+
+    def patch_webhook(self, webhook_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """`PATCH /webhooks/{id}` with the given camelCase fields (webhookUrl, webhookSecret,
+        notificationTypes, name, enabled); the others stay as they are."""
+        response = self.request("PATCH", f"/webhooks/{quote(webhook_id, safe='')}", json=changes)
+        webhook: dict[str, Any] = _json_of(response)
+        return webhook
+
+    def set_webhook_enabled(self, webhook_id: str, enabled: bool) -> None:
+        self.request(
+            "PUT",
+            f"/webhooks/{quote(webhook_id, safe='')}/enabled",
+            params={"enabled": "true" if enabled else "false"},
+        )
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self.request("DELETE", f"/webhooks/{quote(webhook_id, safe='')}")
+
+    def iter_webhook_log_pages(
+        self, webhook_id: str | None = None, page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of `GET /webhooks/logs` (WebhookNotificationLog), as Spark orders them
+        (newest first in the sandbox), until the last page."""
+        page = 1
+        while True:
+            params: dict[str, Any] = {"page": page, "pageSize": page_size}
+            if webhook_id is not None:
+                params["webhookId"] = webhook_id
+            data = self.get_json("/webhooks/logs", params=params) or {}
+            logs: list[dict[str, Any]] = data.get("webhookNotificationLogs") or []
+            if not logs:
+                return
+            yield logs
+            next_page = (data.get("pagination") or {}).get("nextPage")
+            if next_page is None or next_page <= page:
+                return
+            page = next_page
+
     # -- internals --------------------------------------------------------------------------
 
     def _send(

@@ -139,6 +139,7 @@ TASK_MODULES = [
     "worker.curves.tasks",
     "worker.consumption.tasks",
     "worker.reports.tasks",
+    "worker.webhooks.tasks",
 ]
 
 settings = load_settings()

@@ -14,6 +14,7 @@ from shared.queues import DISPATCH_QUEUE, SPARK_QUEUE
 
 BACKFILL_EVERY_SECONDS = 15 * 60
 USERS_SYNC_EVERY_SECONDS = 5 * 60
+DELIVERY_LOG_EVERY_SECONDS = 15 * 60
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
@@ -22,6 +23,13 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             "task": "events.backfill_events",
             "schedule": schedule(BACKFILL_EVERY_SECONDS),
             "options": {"queue": SPARK_QUEUE, "expires": BACKFILL_EVERY_SECONDS},
+        },
+        # Spark's delivery log and our webhook's health: recovers what Spark failed to deliver
+        # and alerts when Spark reports the webhook unhealthy or disabled.
+        "check-delivery-log": {
+            "task": "webhooks.check_delivery_log",
+            "schedule": schedule(DELIVERY_LOG_EVERY_SECONDS),
+            "options": {"queue": SPARK_QUEUE, "expires": DELIVERY_LOG_EVERY_SECONDS},
         },
         # Returns at once when nothing is unsynced.
         "sync-users-registry": {

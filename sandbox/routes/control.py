@@ -9,6 +9,7 @@ from flask import Blueprint, Response
 
 from sandbox.clock import Clock, parse_timestamp, spark_timestamp
 from sandbox.core import current_sandbox
+from sandbox.delivery import FAIL_MODES
 from sandbox.parsing import control_body, not_number
 from sandbox.paths import CONTROL_PREFIX
 from sandbox.responses import control_error, empty_response, json_response
@@ -35,11 +36,15 @@ def set_delivery() -> Response:
     delay = body.get("delay")
     if delay is not None and (not_number(delay) or delay < 0):
         return control_error("delay must be a number of seconds >= 0")
+    fail = body.get("fail")
+    if fail is not None and fail not in FAIL_MODES:
+        return control_error(f"fail must be one of {', '.join(FAIL_MODES)}")
     switches = current_sandbox().delivery.configure(
         enabled=flags.get("enabled"),
         duplicate=flags.get("duplicate"),
         drop=flags.get("drop"),
         delay=None if delay is None else float(delay),
+        fail=fail,
     )
     return json_response(200, switches.to_control())
 

@@ -169,7 +169,13 @@ def test_it_reports_and_validates_delivery_switches(sandbox: SandboxHandle) -> N
     )
     current = requests.get(sandbox.control.url + "/delivery", timeout=HTTP_TIMEOUT).json()
 
-    assert changed == {"enabled": True, "duplicate": True, "drop": False, "delay": 0.5}
+    assert changed == {
+        "enabled": True,
+        "duplicate": True,
+        "drop": False,
+        "delay": 0.5,
+        "fail": "off",
+    }
     assert invalid.status_code == 400
     assert current == changed
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tests.fixtures.sandbox import SandboxHandle, WebhookReceiver
+import pytest
+import requests
+
+from tests.fixtures.sandbox import HTTP_TIMEOUT, SandboxHandle, WebhookReceiver
 from tests.spec import assert_request_matches, spec_checked_json
 
 
@@ -76,3 +79,39 @@ def test_it_reports_an_unknown_notification_as_a_bad_request(sandbox: SandboxHan
 
     assert response.status_code == 400
     assert "notificationId" in spec_checked_json(response)["errors"]
+
+
+@pytest.mark.parametrize(
+    ("fail", "timed_out", "status"), [("refused", False, "Unhealthy"), ("timeout", True, "TimeOut")]
+)
+def test_it_logs_failed_deliveries_and_marks_the_webhook_when_delivery_is_switched_off(
+    sandbox: SandboxHandle,
+    webhook_receiver: WebhookReceiver,
+    fail: str,
+    timed_out: bool,
+    status: str,
+) -> None:
+    webhook = sandbox.register_webhook(webhook_receiver.url)
+    sandbox.control.set_delivery(fail=fail)
+    event = sandbox.api("POST", "/simulation/events/usereligibility").json()["simulatedEvent"]
+    sandbox.wait_for_deliveries()
+
+    [log] = spec_checked_json(sandbox.api("GET", "/webhooks/logs"))["webhookNotificationLogs"]
+    current = spec_checked_json(sandbox.api("GET", f"/webhooks/{webhook['webhookId']}"))
+
+    assert webhook_receiver.received == []
+    assert log["partnerEventId"] == event["id"]
+    assert log["responseStatusCode"] is None
+    assert log["requestTimeout"] is timed_out
+    assert current["status"] == status
+    attempts = sandbox.control.deliveries()
+    assert len(attempts) == 4  # Spark's first try and three retries
+
+
+def test_it_refuses_an_unknown_fail_mode(sandbox: SandboxHandle) -> None:
+    response = requests.post(
+        sandbox.control.url + "/delivery", json={"fail": "sometimes"}, timeout=HTTP_TIMEOUT
+    )
+
+    assert response.status_code == 400
+    assert "fail must be one of off, refused, timeout" in response.text

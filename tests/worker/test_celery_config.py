@@ -3,6 +3,7 @@ from __future__ import annotations
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE, SPARK_QUEUE
 from worker.app import RETRY_BACKOFF_MAX, app
 from worker.events import tasks  # noqa: F401 (registers the tasks)
+from worker.webhooks import tasks as webhook_tasks  # noqa: F401 (registers the tasks)
 
 
 def _our_tasks() -> dict[str, object]:
@@ -54,3 +55,10 @@ def test_it_schedules_the_backfill_on_beat() -> None:
     entries = {entry["task"]: entry for entry in app.conf.beat_schedule.values()}
     assert "events.backfill_events" in entries
     assert entries["events.backfill_events"]["schedule"].run_every.total_seconds() == 15 * 60
+
+
+def test_it_schedules_the_delivery_log_check_on_beat() -> None:
+    entries = {entry["task"]: entry for entry in app.conf.beat_schedule.values()}
+    check = entries["webhooks.check_delivery_log"]
+    assert check["schedule"].run_every.total_seconds() == 15 * 60
+    assert app.tasks["webhooks.check_delivery_log"].queue == SPARK_QUEUE
