@@ -21,6 +21,10 @@ class SandboxConfig:
     client_id: str
     client_secret: str = field(repr=False)
     token_ttl: float = 3600.0
+    # Token lifetimes run on real (monotonic) time by default, so moving the sandbox clock for
+    # an event test never logs a client out; True runs them on the sandbox clock, for tests
+    # of token expiry that move the clock instead of waiting.
+    tokens_on_sandbox_clock: bool = False
     delivery_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
     delivery_timeout: float = DEFAULT_TIMEOUT
     emit_every: float | None = None

@@ -8,6 +8,7 @@ One `Sandbox` lives in each Flask app made by `sandbox.app.create_app`; views re
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -43,7 +44,10 @@ class Sandbox:
         self.timezone = ZoneInfo(config.timezone)
         self.clock = Clock()
         tenant = uuid.uuid5(uuid.NAMESPACE_URL, f"spark-sandbox:{config.client_id}")
-        self.state = SandboxState(tenant_id=str(tenant))
+        self.state = SandboxState(
+            tenant_id=str(tenant),
+            token_time=self._clock_seconds if config.tokens_on_sandbox_clock else time.monotonic,
+        )
         self.delivery = DeliveryWorker(
             self.state,
             self.clock,
@@ -127,6 +131,9 @@ class Sandbox:
         sent = self.curves.catch_up()
         self.eligibility.wake()
         return sent
+
+    def _clock_seconds(self) -> float:
+        return self.clock.now().timestamp()
 
     def new_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))

@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -194,12 +194,14 @@ class FaultResponse:
 class SandboxState:
     """Everything the sandbox remembers. All methods are safe to call from any thread."""
 
-    def __init__(self, tenant_id: str) -> None:
+    def __init__(self, tenant_id: str, token_time: Callable[[], float] = time.monotonic) -> None:
         self.tenant_id = tenant_id
         self._lock = threading.RLock()
         self._generation = 0
         # Token expiry uses the monotonic clock, not the sandbox clock, so moving the sandbox
-        # clock for an event test never logs a client out; tests expire tokens explicitly.
+        # clock for an event test never logs a client out; tests expire tokens explicitly, or
+        # start a sandbox whose tokens follow its clock (SandboxConfig.tokens_on_sandbox_clock).
+        self._token_time = token_time
         self._tokens: dict[str, float] = {}
         self._webhooks: dict[str, Webhook] = {}
         self._events: list[Event] = []
@@ -229,7 +231,7 @@ class SandboxState:
 
     def issue_token(self, ttl_seconds: float) -> str:
         token = secrets.token_urlsafe(32)
-        now = time.monotonic()
+        now = self._token_time()
         with self._lock:
             self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
             self._tokens[token] = now + ttl_seconds
@@ -238,7 +240,7 @@ class SandboxState:
     def token_is_valid(self, token: str) -> bool:
         with self._lock:
             expires = self._tokens.get(token)
-        return expires is not None and expires > time.monotonic()
+        return expires is not None and expires > self._token_time()
 
     def expire_tokens(self) -> None:
         with self._lock:

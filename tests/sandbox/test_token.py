@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import requests
@@ -157,23 +157,42 @@ def test_it_refuses_tokens_expired_through_the_control_endpoint(sandbox: Sandbox
     assert requests.get(sandbox.base_url + "/events", headers=fresh, timeout=5).status_code == 200
 
 
+def _issue_token(sandbox: SandboxHandle) -> dict[str, Any]:
+    response = _post_form(
+        sandbox,
+        {
+            "grant_type": "client_credentials",
+            "client_id": sandbox.client_id,
+            "client_secret": sandbox.client_secret,
+        },
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 def test_it_refuses_a_token_once_its_lifetime_is_over(
     start_sandbox: Callable[..., SandboxHandle],
 ) -> None:
+    sandbox = start_sandbox(token_ttl=600, tokens_on_sandbox_clock=True)
+    sandbox.control.set_clock("2026-03-04T10:00:00+00:00", frozen=True)
+    issued = _issue_token(sandbox)
+    headers = {"Authorization": f"Bearer {issued['access_token']}"}
+    url = sandbox.base_url + "/events"
+
+    sandbox.control.advance_clock(599)
+    a_second_before = requests.get(url, headers=headers, timeout=HTTP_TIMEOUT).status_code
+    sandbox.control.advance_clock(1)
+    at_expiry = requests.get(url, headers=headers, timeout=HTTP_TIMEOUT).status_code
+
+    assert issued["expires_in"] == 600
+    assert a_second_before == 200
+    assert at_expiry == 401
+
+
+def test_it_announces_a_lifetime_under_a_second_as_one_second(
+    start_sandbox: Callable[..., SandboxHandle],
+) -> None:
     short_lived = start_sandbox(token_ttl=0.3)
-    response = _post_form(
-        short_lived,
-        {
-            "grant_type": "client_credentials",
-            "client_id": short_lived.client_id,
-            "client_secret": short_lived.client_secret,
-        },
-    )
-    assert response.json()["expires_in"] == 1
-    headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
-    url = short_lived.base_url + "/events"
-    assert requests.get(url, headers=headers, timeout=HTTP_TIMEOUT).status_code == 200
 
-    time.sleep(0.4)
-
-    assert requests.get(url, headers=headers, timeout=HTTP_TIMEOUT).status_code == 401
+    assert _issue_token(short_lived)["expires_in"] == 1
