@@ -18,6 +18,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ingress.consumption import consumption_blueprint
+from ingress.metrics import install_metrics
 from ingress.queueing import QueueUnavailable, TaskQueue
 from shared.config import Settings
 from shared.queues import INGEST_EVENT_TASK
@@ -144,4 +145,5 @@ def create_app(settings: Settings, queue: TaskQueue | None = None) -> Flask:
         return _json(503, b'{"status":"redis unreachable"}')
 
     app.register_blueprint(consumption_blueprint(settings, queue))
+    install_metrics(app)
     return app

@@ -11,6 +11,7 @@ from gunicorn.glogging import Logger
 
 from shared.config import load_settings
 from shared.logging import configure_logging
+from shared.prometheus import prepare_multiprocess_dir
 
 bind = f"0.0.0.0:{load_settings().port}"
 
@@ -54,3 +55,15 @@ class StructuredLogger(Logger):
 
 
 logger_class = StructuredLogger
+
+
+def on_starting(server: object) -> None:
+    # Before any worker is forked or imports prometheus_client: every worker then writes its
+    # counts where GET /metrics (any worker) sums them.
+    prepare_multiprocess_dir("spark-partner-ingress-metrics-")
+
+
+def child_exit(server: object, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

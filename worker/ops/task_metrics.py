@@ -10,45 +10,18 @@ main process, before the pool forks) sets it.
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import shutil
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from shared.prometheus import prepare_multiprocess_dir
 from shared.queues import INGEST_EVENT_TASK
 
 log = logging.getLogger(__name__)
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Tasks whose `received_at` argument is when the ingress (or an import) received the data.
 RECEIVED_TASKS = frozenset({INGEST_EVENT_TASK, "consumption.ingest_readings"})
-
-
-def prepare_multiprocess_dir(prefix: str) -> Path:
-    """The directory for this run's metric files: PROMETHEUS_MULTIPROC_DIR emptied of an
-    earlier run's files, or a fresh temporary one (removed at exit) put in the environment."""
-    configured = os.environ.get(MULTIPROC_ENV)
-    if configured:
-        directory = Path(configured)
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.db"):
-            stale.unlink()
-        return directory
-    directory = Path(tempfile.mkdtemp(prefix=prefix))
-    os.environ[MULTIPROC_ENV] = str(directory)
-    owner = os.getpid()
-
-    def remove() -> None:
-        if os.getpid() == owner:
-            shutil.rmtree(directory, ignore_errors=True)
-
-    atexit.register(remove)
-    return directory
 
 
 def start_worker_metrics(worker: Any) -> None:
