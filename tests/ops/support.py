@@ -10,7 +10,7 @@ from tests.worker.cli import run
 
 def status(database_url: str, redis_url: str, **env: str) -> tuple[int, dict[str, Any]]:
     result = run(database_url, "status", "--json", REDIS_URL=redis_url, **env)
-    return result.exit_code, json.loads(result.output)
+    return result.exit_code, json.loads(result.stdout)
 
 
 def checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:

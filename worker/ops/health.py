@@ -468,17 +468,20 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 
 def snapshot_now(settings: Settings, now: datetime) -> Snapshot:
-    """Everything, read now: one pooled database connection, one Redis connection."""
-    from shared.db import connection
+    """Everything, read now, on a connection of its own (no pool: a scrape every 15 s or a
+    status command in cron needs no connection kept open, nor a pool's retries when the
+    database is down)."""
+    from shared.db import connect
 
     client = redis_client(settings)
     try:
         try:
-            with connection(settings.database_url) as conn:
-                return gather(settings, conn, client, now=now)
-        except Exception as exc:  # the pool could not give a connection
+            conn = connect(settings.database_url)
+        except Exception as exc:  # the database is down or refuses us: an act line
             snapshot = gather(settings, None, client, now=now)
             snapshot.errors["database"] = _error(exc)
             return snapshot
+        with conn:
+            return gather(settings, conn, client, now=now)
     finally:
         client.close()
