@@ -28,9 +28,7 @@ from shared.signing import SIGNATURE_HEADER
 WEBHOOK_ENDPOINT = "spark_webhook"
 CONSUMPTION_ENDPOINT = "consumption.post_consumption"
 
-WEBHOOKS = Counter(
-    "spark_partner_ingress_webhooks", "Webhooks received, by outcome.", ["outcome"]
-)
+WEBHOOKS = Counter("spark_partner_ingress_webhooks", "Webhooks received, by outcome.", ["outcome"])
 CONSUMPTION_BATCHES = Counter(
     "spark_partner_ingress_consumption_batches",
     "POST /consumption requests, by outcome.",

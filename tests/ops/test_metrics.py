@@ -17,6 +17,7 @@ from tests.fixtures.services import REPO, IngressServer, WorkerProcess, worker_e
 from tests.waiting import wait_for
 from tests.worker.events import body, notification
 from worker.events.inbox import ingest
+from worker.ops.marks import DELIVERY_LOG_CHECK, mark
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -100,3 +101,10 @@ def test_it_serves_the_ledgers_read_at_scrape_time(
     db.commit()
     found = scrape(url)
     assert found[("spark_partner_dead_letters_open", ())] == 1
+
+    mark(db, DELIVERY_LOG_CHECK, detail={"webhook_healthy": False, "recovered_total": 10})
+    db.commit()
+    found = scrape(url)
+    assert found[("spark_partner_spark_webhook_healthy", ())] == 0
+    assert found[("spark_partner_delivery_log_recovered_events", ())] == 10
+    assert found[("spark_partner_mark_age_seconds", (("name", DELIVERY_LOG_CHECK),))] < 60

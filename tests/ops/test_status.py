@@ -20,6 +20,7 @@ from tests.waiting import wait_for
 from tests.worker.cli import run
 from worker.events.inbox import ingest
 from worker.ops.beat import BEAT_HEARTBEAT_KEY
+from worker.ops.marks import DELIVERY_LOG_CHECK, mark
 
 OSLO = ZoneInfo("Europe/Oslo")
 
@@ -136,6 +137,10 @@ def test_it_acts_on_a_dead_letter_a_failed_plan_and_a_report_near_its_deadline(
     assert found["tomorrow's curve"]["areas"] == ["NO1"]
     assert found["events (24 h)"]["byStatus"] == {"received": 1}
 
+    mark(db, DELIVERY_LOG_CHECK, detail={"webhook_healthy": False, "recovered": 0})
+    db.commit()
+    assert levels(status(database_url, redis_url)[1])["last delivery-log check"] == "act"
+
     text = run(database_url, "status", REDIS_URL=redis_url)
     assert text.exit_code == 2
     assert any(
@@ -148,5 +153,3 @@ def test_it_reports_an_unreachable_database_as_act(redis_url: str) -> None:
     assert code == 2
     assert levels(report)["database reachable"] == "act"
     assert "queue ingest" in levels(report)
-
-

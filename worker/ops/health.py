@@ -293,29 +293,7 @@ def _ledger_lines(snapshot: Snapshot, settings: Settings) -> list[Line]:
         Line("last backfill", level, summary, {"at": started, "ageSeconds": _seconds(age)})
     )
 
-    check = snapshot.marks.get(DELIVERY_LOG_CHECK)
-    age = _age(now, check.at if check else None)
-    healthy = snapshot.webhook_healthy()
-    if check is None:
-        level, summary = OK, "never ran"
-    elif healthy is False:
-        level, summary = ACT, f"ran {_ago(age)}: Spark reports our webhook as not healthy"
-    else:
-        level = WARN if age is not None and age > DELIVERY_LOG_WARN_AGE else OK
-        summary = f"ran {_ago(age)}"
-    lines.append(
-        Line(
-            "last delivery-log check",
-            level,
-            summary,
-            {
-                "at": check.at if check else None,
-                "ageSeconds": _seconds(age),
-                "detail": check.detail if check else None,
-                "webhookHealthy": healthy,
-            },
-        )
-    )
+    lines.append(_delivery_log_line(snapshot))
 
     events = snapshot.events_24h
     counts = ", ".join(f"{status} {n}" for status, n in sorted(events.items())) or "none"
@@ -405,6 +383,37 @@ def _ledger_lines(snapshot: Snapshot, settings: Settings) -> list[Line]:
         )
     )
     return lines
+
+
+def _delivery_log_line(snapshot: Snapshot) -> Line:
+    now = snapshot.now
+    check = snapshot.marks.get(DELIVERY_LOG_CHECK)
+    age = _age(now, check.at if check else None)
+    healthy = snapshot.webhook_healthy()
+    detail = (check.detail if check else None) or {}
+    if check is None:
+        level, summary = OK, "never ran"
+    elif healthy is False:
+        level, summary = ACT, f"ran {_ago(age)}: Spark reports our webhook as not healthy"
+    elif detail.get("error"):
+        level, summary = WARN, f"ran {_ago(age)} and stopped: {detail['error']}"
+    else:
+        level = WARN if age is not None and age > DELIVERY_LOG_WARN_AGE else OK
+        summary = (
+            f"ran {_ago(age)}, recovered {int(detail.get('recovered') or 0)} "
+            f"({int(detail.get('recovered_total') or 0)} in all)"
+        )
+    return Line(
+        "last delivery-log check",
+        level,
+        summary,
+        {
+            "at": check.at if check else None,
+            "ageSeconds": _seconds(age),
+            "detail": check.detail if check else None,
+            "webhookHealthy": healthy,
+        },
+    )
 
 
 def _curve_line(snapshot: Snapshot, settings: Settings) -> Line:

@@ -11,6 +11,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from worker.ops.health import Snapshot
+from worker.ops.marks import DELIVERY_LOG_CHECK
 from worker.reports.deadlines import OPEN_STATUSES, STATUSES
 
 PREFIX = "spark_partner_"
@@ -90,6 +91,18 @@ def metrics_of(snapshot: Snapshot) -> Iterator[Metric]:  # noqa: PLR0912, PLR091
     for mark in snapshot.marks.values():
         mark_age.add_metric([mark.name], _age(snapshot, mark.at) or 0.0)
     yield mark_age
+    check = snapshot.marks.get(DELIVERY_LOG_CHECK)
+    if check is not None and check.detail:
+        yield _gauge_value(
+            "delivery_log_recovered_events",
+            "Events the delivery-log checks recovered from Spark, in all.",
+            float(check.detail.get("recovered_total") or 0),
+        )
+        yield _gauge_value(
+            "delivery_log_check_failed",
+            "1 when the last delivery-log check stopped on an error.",
+            1 if check.detail.get("error") else 0,
+        )
     healthy = snapshot.webhook_healthy()
     if healthy is not None:
         yield _gauge_value(
