@@ -84,6 +84,11 @@ def test_it_recovers_every_event_spark_failed_to_deliver_and_alerts_on_the_webho
     assert recorded is not None
     assert (recorded["recovered"], recorded["recovered_total"]) == (10, 10)
     assert recorded["webhook_healthy"] is False
+    status = cli(database_url, redis_url, "status", "--json")
+    [line] = [c for c in json.loads(status.stdout)["checks"]
+              if c["name"] == "last delivery-log check"]  # fmt: skip
+    assert (line["level"], line["webhookHealthy"]) == ("act", False)
+    assert status.returncode == 2
 
     # A worker with no Spark API (so no start-up backfill) stores what the check queued.
     start_worker(database_url, redis_url, concurrency=1)
