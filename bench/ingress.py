@@ -43,8 +43,9 @@ from shared.signing import SIGNATURE_HEADER, sign
 ROOT = Path(__file__).resolve().parents[1]
 PATH = "/webhooks/spark"
 SECRET = b"bench-secret-not-for-production"
-# Celery's send_task costs about 0.5 ms of CPU per webhook on top of bare Flask; at a few
-# hundred webhooks a day that is nothing, so the bar only catches a gross regression.
+# Celery's send_task costs 2 to 3 ms of CPU per webhook on top of bare Flask (two shared
+# cores); at a few hundred webhooks a day that is nothing, so the bar catches only a gross
+# regression.
 TARGET_RATIO = 0.2
 BODY_BYTES = 1024
 
