@@ -179,6 +179,14 @@ class Settings:
     report_grace: timedelta = timedelta(hours=24)
     # How long after an event's last period readings may still arrive before it is reported.
     report_settle: timedelta = timedelta(hours=2)
+    # How long after an event's end its report waits for the readings of every target.
+    report_max_wait: timedelta = timedelta(hours=24)
+    # The last day's reports wait for readings until this long before the month's deadline.
+    report_final_margin: timedelta = timedelta(hours=6)
+    # "off" or "replace": whether a sent report is followed by a corrected one.
+    report_corrections: str = "off"
+    # The least change (kWh) that makes a corrected report worth sending.
+    report_correction_min_kwh: float = 1.0
     # An event's report is split into several only above this many payloads.
     report_max_payloads: int = 10_000
     # Calls per second to Spark, shared by every process (a PostgreSQL-kept schedule).
@@ -311,6 +319,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if max_payloads < 1:
         raise ConfigError(f"SPARK_REPORT_MAX_PAYLOADS must be at least 1, got {max_payloads}")
     rate_limit = env.number("SPARK_RATE_LIMIT", 10.0)
+    corrections = (env.string("SPARK_REPORT_CORRECTIONS", "off") or "off").lower()
+    if corrections not in ("off", "replace"):
+        raise ConfigError(f"SPARK_REPORT_CORRECTIONS must be off or replace, got {corrections!r}")
     if not rate_limit > 0:
         raise ConfigError(f"SPARK_RATE_LIMIT must be a positive number, got {rate_limit}")
     return Settings(
@@ -334,6 +345,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         report_points_field=points_field,
         report_grace=env.duration("SPARK_REPORT_GRACE", timedelta(hours=24)),
         report_settle=env.duration("SPARK_REPORT_SETTLE", timedelta(hours=2)),
+        report_max_wait=env.duration("SPARK_REPORT_MAX_WAIT", timedelta(hours=24)),
+        report_final_margin=env.duration("SPARK_REPORT_FINAL_MARGIN", timedelta(hours=6)),
+        report_corrections=corrections,
+        report_correction_min_kwh=env.number("SPARK_REPORT_CORRECTION_MIN_KWH", 1.0),
         report_max_payloads=max_payloads,
         spark_rate_limit=rate_limit,
         curves=load_curve_settings(env),

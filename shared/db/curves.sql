@@ -157,19 +157,27 @@ WITH curve AS MATERIALIZED (
     WHERE event_id = %(event_id)s
 ), covered AS MATERIALIZED (
     -- Per later curve whose periods overlap this one's: the starts of this curve's periods
-    -- it covers. A handful of rows.
-    SELECT l.event_id, array_agg(DISTINCT p.period_start) AS starts
-    FROM curve c
-    JOIN price_curves l
-      ON (l.event_created_at, l.event_id) > (c.event_created_at, c.event_id)
-     AND l.first_period_start < c.last_period_end
-     AND c.first_period_start < l.last_period_end
-    JOIN price_curve_periods lp ON lp.event_id = l.event_id
-    JOIN price_curve_periods p
-      ON p.event_id = c.event_id
-     AND p.period_start < lp.period_end
-     AND lp.period_start < p.period_end
-    GROUP BY l.event_id
+    -- it covers whole (its own periods, which never overlap each other, add up to all of
+    -- the period). A period a later curve covers only in part stays with this curve: else
+    -- its uncovered minutes would be reported by neither. A handful of rows.
+    SELECT w.event_id, array_agg(w.period_start) AS starts
+    FROM (
+        SELECT l.event_id, p.period_start
+        FROM curve c
+        JOIN price_curves l
+          ON (l.event_created_at, l.event_id) > (c.event_created_at, c.event_id)
+         AND l.first_period_start < c.last_period_end
+         AND c.first_period_start < l.last_period_end
+        JOIN price_curve_periods lp ON lp.event_id = l.event_id
+        JOIN price_curve_periods p
+          ON p.event_id = c.event_id
+         AND p.period_start < lp.period_end
+         AND lp.period_start < p.period_end
+        GROUP BY l.event_id, p.period_start, p.period_end
+        HAVING sum(least(lp.period_end, p.period_end) - greatest(lp.period_start, p.period_start))
+               >= p.period_end - p.period_start
+    ) AS w
+    GROUP BY w.event_id
 )
 SELECT t.resource_id, t.location_id, p.period_start, p.period_end, p.spark_timestamp, p.price
 FROM price_curve_targets t

@@ -1,21 +1,40 @@
 -- Reports: the ledger of energy-usage reports (one row per report), built set-wise from the
 -- readings and the price curves, sent through an outbox.
 --
--- Times: %(now)s is the caller's "now" (tests move it); %(tz)s is SPARK_TIMEZONE; a report's
--- month is local, and its deadline is the end of that month plus %(grace)s:
---     ((month + interval '1 month')::timestamp AT TIME ZONE %(tz)s) + %(grace)s
--- The month's final sweeps start at 12:00 local on its last day:
---     (month + interval '1 month' - interval '12 hours')::timestamp AT TIME ZONE %(tz)s
+-- Times: %(now)s is the caller's "now" (tests move it); %(tz)s is SPARK_TIMEZONE. A report's
+-- month is the month of its price area's zone (`zone`, worker/reports/zones.py; SPARK_TIMEZONE
+-- for an unknown area), and its deadline is the end of that month plus %(grace)s:
+--     month_end + %(grace)s
+-- Spark does not say whether it counts months in the area's zone or in UTC, so the sweeps aim
+-- at the earlier of the two ends (the "aim"):
+--     least(month_end, utc_month_end) + %(grace)s
+-- The month's final sweeps send what is still pending %(final_margin)s before the aim.
 
 -- name: plan_reports
 -- One pending report for every curve with periods and targets that has none yet. Curves
 -- whose month ended before last month are history (a first backfill of old events) and get
 -- none.
-INSERT INTO reports (event_id, month, first_period_start, last_period_end, created_at, updated_at)
-SELECT c.event_id,
-       date_trunc('month', c.first_period_start AT TIME ZONE %(tz)s)::date,
+INSERT INTO reports (
+    event_id, month, zone, month_end, utc_month_end, first_period_start, last_period_end,
+    created_at, updated_at
+)
+SELECT c.event_id, m.month, z.zone,
+       (m.month + interval '1 month')::timestamp AT TIME ZONE z.zone,
+       (date_trunc('month', c.first_period_start AT TIME ZONE 'UTC') + interval '1 month')
+           AT TIME ZONE 'UTC',
        c.first_period_start, c.last_period_end, %(now)s, %(now)s
 FROM price_curves c
+CROSS JOIN LATERAL (
+    SELECT coalesce(
+               (SELECT a.zone
+                FROM unnest(%(area_prefixes)s::text[], %(area_zones)s::text[]) AS a(prefix, zone)
+                WHERE starts_with(upper(c.price_area), a.prefix)
+                LIMIT 1),
+               %(tz)s::text) AS zone
+) z
+CROSS JOIN LATERAL (
+    SELECT date_trunc('month', c.first_period_start AT TIME ZONE z.zone)::date AS month
+) m
 WHERE c.first_period_start IS NOT NULL
   AND c.target_count > 0
   AND c.first_period_start >= (date_trunc('month', %(now)s AT TIME ZONE %(tz)s)
@@ -53,7 +72,7 @@ SELECT id, event_id, part, attempts FROM stale ORDER BY id;
 UPDATE reports r
 SET status = 'missed', missed_at = %(now)s, next_attempt_at = NULL, updated_at = %(now)s
 WHERE r.status IN ('pending', 'due', 'retrying', 'rejected')
-  AND %(now)s >= ((r.month + interval '1 month')::timestamp AT TIME ZONE %(tz)s) + %(grace)s
+  AND %(now)s >= r.month_end + %(grace)s
 RETURNING r.id;
 
 -- name: claim_missed_alerts
@@ -61,31 +80,39 @@ RETURNING r.id;
 UPDATE reports
 SET alerted_at = %(now)s
 WHERE status = 'missed' AND alerted_at IS NULL
-RETURNING id, event_id, part, parts, month, attempts, last_error, rejection,
-          ((month + interval '1 month')::timestamp AT TIME ZONE %(tz)s) + %(grace)s AS deadline;
+RETURNING id, event_id, part, parts, month, zone, attempts, last_error, rejection,
+          month_end + %(grace)s AS deadline;
 
 -- name: promote_due_reports
--- Pending reports whose event has ended become due: once %(settle)s has passed and every
--- target's readings reach the end of the last period, or, whatever the readings, from the
--- month's final sweeps on (12:00 local on its last day; an event ending later is due as soon
--- as it ends).
+-- Pending reports whose event has ended and settled (%(settle)s) become due the day after,
+-- whatever the readings: as soon as every target's readings reach the end of the last period
+-- ('complete'), or once %(max_wait)s has passed since the event's end ('max_wait'; targets
+-- with no readings are then left out). What is still pending %(final_margin)s before the aim
+-- of its month is due then, whatever the readings ('final'): the last day's events wait for a
+-- day-late meter until then, not longer.
 WITH candidates AS (
     SELECT r.id, r.event_id, r.last_period_end,
-           (r.month + interval '1 month' - interval '12 hours')::timestamp
-               AT TIME ZONE %(tz)s AS final_from
+           least(r.month_end, r.utc_month_end) + %(grace)s - %(final_margin)s::interval AS final_from
     FROM reports r
     WHERE r.status = 'pending' AND r.last_period_end <= %(now)s
 ), ready AS (
-    SELECT c.id, CASE WHEN %(now)s >= c.final_from THEN 'final' ELSE 'complete' END AS reason
+    SELECT c.id,
+           CASE WHEN covered.all_covered THEN 'complete'
+                WHEN %(now)s >= c.last_period_end + %(max_wait)s::interval THEN 'max_wait'
+                ELSE 'final' END AS reason
     FROM candidates c
+    CROSS JOIN LATERAL (
+        SELECT NOT EXISTS (
+                   SELECT 1
+                   FROM price_curve_targets t
+                   LEFT JOIN consumption_coverage cv ON cv.resource_id = t.resource_id
+                   WHERE t.event_id = c.event_id
+                     AND (cv.data_until IS NULL OR cv.data_until < c.last_period_end))
+               AS all_covered
+    ) covered
     WHERE %(now)s >= c.final_from
        OR (%(now)s >= c.last_period_end + %(settle)s
-           AND NOT EXISTS (
-               SELECT 1
-               FROM price_curve_targets t
-               LEFT JOIN consumption_coverage cv ON cv.resource_id = t.resource_id
-               WHERE t.event_id = c.event_id
-                 AND (cv.data_until IS NULL OR cv.data_until < c.last_period_end)))
+           AND (covered.all_covered OR %(now)s >= c.last_period_end + %(max_wait)s::interval))
 )
 UPDATE reports r
 SET status = 'due', due_reason = ready.reason, due_at = %(now)s, next_attempt_at = %(now)s,
@@ -111,7 +138,7 @@ WITH next AS (
       AND next_attempt_at <= %(now)s
       AND (%(report_id)s::bigint IS NULL OR id = %(report_id)s::bigint)
       AND (%(event_id)s::text IS NULL OR event_id = %(event_id)s::text)
-      AND %(now)s < ((month + interval '1 month')::timestamp AT TIME ZONE %(tz)s) + %(grace)s
+      AND %(now)s < month_end + %(grace)s
     ORDER BY month, next_attempt_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -146,6 +173,60 @@ CROSS JOIN consumption_bounds b
 JOIN price_curve_periods p ON p.event_id = c.event_id
 WHERE c.event_id = %(event_id)s
 GROUP BY c.event_id, c.first_period_start, c.last_period_end, c.resolution, b.longest_reading;
+
+-- name: forget_recomputed_exclusions
+-- Before a build: what the last build left out is found again by this one (a fix in the
+-- registry or new readings show); what Spark refused stays set aside.
+DELETE FROM report_exclusions WHERE event_id = %(event_id)s AND reason <> 'refused_by_spark';
+
+-- name: leave_out_unacceptable_targets
+-- Before a build: targets Spark cannot accept are left out, with the reason. Their user was
+-- deleted at Spark (the resource's or the location's), or the resource's meterPointId is not
+-- one of its location's MPIDs (import and sync refuse such a resource; this catches what was
+-- stored before). Targets the registry does not know are sent: Spark may know them.
+INSERT INTO report_exclusions (event_id, resource_id, location_id, reason, detail, recorded_at)
+SELECT t.event_id, t.resource_id, t.location_id,
+       CASE WHEN coalesce(ru.deleted_at, lu.deleted_at) IS NOT NULL THEN 'user_deleted'
+            ELSE 'meter_point_not_at_location' END,
+       CASE WHEN coalesce(ru.deleted_at, lu.deleted_at) IS NOT NULL
+            THEN 'user ' || coalesce(ru.user_id, lu.user_id) || ' was deleted at Spark'
+            ELSE 'meterPointId ' || res.meter_point_id || ' is not one of location '
+                 || loc.location_id || '''s MPIDs ('
+                 || coalesce(nullif(array_to_string(loc.meter_point_ids, ', '), ''), 'none')
+                 || ')' END,
+       %(now)s
+FROM price_curve_targets t
+LEFT JOIN resources res ON res.resource_id = t.resource_id
+LEFT JOIN users ru ON ru.user_id = res.user_id
+LEFT JOIN locations loc ON loc.location_id = t.location_id
+LEFT JOIN users lu ON lu.user_id = loc.user_id
+WHERE t.event_id = %(event_id)s
+  AND (ru.deleted_at IS NOT NULL
+       OR lu.deleted_at IS NOT NULL
+       OR (res.meter_point_id IS NOT NULL AND loc.location_id IS NOT NULL
+           AND NOT (res.meter_point_id = ANY (loc.meter_point_ids))))
+ON CONFLICT (event_id, resource_id, location_id) DO NOTHING;
+
+-- name: record_targets_without_readings
+-- After a build: the targets it has no payload for because their readings stop short of the
+-- event's end are left out (no energy to report), with how far their readings reach. A
+-- target whose readings cover the event and show no energy is not left out: it used none.
+INSERT INTO report_exclusions (event_id, resource_id, location_id, reason, detail, recorded_at)
+SELECT t.event_id, t.resource_id, t.location_id, 'no_readings',
+       CASE WHEN cv.data_until IS NULL THEN 'no readings at all'
+            ELSE 'readings only until '
+                 || to_char(cv.data_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"') END,
+       %(now)s
+FROM price_curve_targets t
+LEFT JOIN consumption_coverage cv ON cv.resource_id = t.resource_id
+WHERE t.event_id = %(event_id)s
+  AND (cv.data_until IS NULL OR cv.data_until < %(last_period_end)s)
+  AND NOT EXISTS (
+      SELECT 1 FROM report_payloads p
+      WHERE p.event_id = t.event_id
+        AND p.resource_id = t.resource_id
+        AND p.location_id = t.location_id)
+ON CONFLICT (event_id, resource_id, location_id) DO NOTHING;
 
 -- name: report_shares
 -- The pro rata split: for each distinct span of the readings that may overlap the curve, the
@@ -256,7 +337,8 @@ SELECT r.id, r.event_id, r.part, r.parts, r.month, r.status, r.due_reason, r.due
        r.first_period_start, r.last_period_end, r.payload_count, r.point_count, r.total_kwh,
        r.attempts, r.ambiguous_attempts, r.next_attempt_at, r.last_error, r.spark_report_id,
        r.spark_created_at, r.sent_at, r.rejected_status, r.rejection, r.missed_at, r.alerted_at,
-       ((r.month + interval '1 month')::timestamp AT TIME ZONE %(tz)s) + %(grace)s AS deadline,
+       r.zone, r.month_end + %(grace)s AS deadline,
+       least(r.month_end, r.utc_month_end) + %(grace)s AS aim,
        (SELECT count(*) FROM report_attempts a
         WHERE a.report_id = r.id AND a.outcome = 'accepted') AS accepted_attempts,
        (SELECT count(*) FROM late_readings l WHERE l.event_id = r.event_id) AS late_readings
@@ -295,24 +377,67 @@ FROM late_readings
 WHERE event_id = %(event_id)s;
 
 -- name: report_deadlines
--- Per month with something not yet final: counts per status and the deadline.
-SELECT r.month,
-       ((r.month + interval '1 month')::timestamp AT TIME ZONE %(tz)s) + %(grace)s AS deadline,
-       (r.month + interval '1 month' - interval '12 hours')::timestamp AT TIME ZONE %(tz)s
+-- Per month and zone with something not yet final: counts per status, the deadline (the end
+-- of the month in the zone, plus the grace), the aim (the earlier of that and the end of the
+-- UTC month, plus the grace), when the final sweeps start, the reports still waiting for
+-- readings (ended, not due yet) and the targets left out and set aside.
+SELECT r.month, r.zone,
+       min(r.month_end) + %(grace)s AS deadline,
+       min(least(r.month_end, r.utc_month_end)) + %(grace)s AS aim,
+       min(least(r.month_end, r.utc_month_end)) + %(grace)s - %(final_margin)s::interval
            AS final_sweeps_from,
        count(*) FILTER (WHERE r.status = 'pending') AS pending,
+       count(*) FILTER (WHERE r.status = 'pending' AND r.last_period_end <= %(now)s) AS waiting,
        count(*) FILTER (WHERE r.status = 'due') AS due,
        count(*) FILTER (WHERE r.status = 'sending') AS sending,
        count(*) FILTER (WHERE r.status = 'retrying') AS retrying,
        count(*) FILTER (WHERE r.status = 'rejected') AS rejected,
        count(*) FILTER (WHERE r.status = 'sent') AS sent,
        count(*) FILTER (WHERE r.status = 'missed') AS missed,
-       count(*) FILTER (WHERE r.status = 'empty') AS empty
+       count(*) FILTER (WHERE r.status = 'empty') AS empty,
+       coalesce(sum(x.left_out) FILTER (WHERE r.part = 1), 0) AS left_out,
+       coalesce(sum(x.set_aside) FILTER (WHERE r.part = 1), 0) AS set_aside
 FROM reports r
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE e.reason <> 'refused_by_spark') AS left_out,
+           count(*) FILTER (WHERE e.reason = 'refused_by_spark') AS set_aside
+    FROM report_exclusions e
+    WHERE e.event_id = r.event_id
+) x ON true
 WHERE r.month >= date_trunc('month', %(now)s AT TIME ZONE %(tz)s)::date - interval '1 month'
    OR r.status IN ('pending', 'due', 'sending', 'retrying', 'rejected')
-GROUP BY r.month
-ORDER BY r.month;
+GROUP BY r.month, r.zone
+ORDER BY r.month, r.zone;
+
+-- name: month_report_exclusions
+-- The targets a month's reports left out or set aside, and why, for `reports deadlines` and
+-- `reports list`.
+SELECT r.month, e.event_id, e.resource_id, e.location_id, e.reason, e.detail, e.recorded_at
+FROM report_exclusions e
+JOIN reports r ON r.event_id = e.event_id AND r.part = 1
+WHERE (%(month)s::date IS NULL OR r.month = %(month)s)
+ORDER BY r.month, e.event_id, e.resource_id, e.location_id
+LIMIT %(limit)s;
+
+-- name: month_reports_waiting
+-- Reports that have ended and wait for readings, with the targets whose readings do not reach
+-- the end of the event yet (what holds each one).
+SELECT r.month, r.event_id, r.last_period_end,
+       r.last_period_end + %(max_wait)s::interval AS due_by,
+       count(*) FILTER (WHERE cv.data_until IS NULL OR cv.data_until < r.last_period_end)
+           AS holding_count,
+       -- The first few by name: an event may have 100,000 targets.
+       (array_agg(t.resource_id || '@' || t.location_id ORDER BY t.resource_id, t.location_id)
+           FILTER (WHERE cv.data_until IS NULL OR cv.data_until < r.last_period_end))[1:%(shown)s]
+           AS holding
+FROM reports r
+JOIN price_curve_targets t ON t.event_id = r.event_id
+LEFT JOIN consumption_coverage cv ON cv.resource_id = t.resource_id
+WHERE r.status = 'pending' AND r.last_period_end <= %(now)s
+  AND (%(month)s::date IS NULL OR r.month = %(month)s)
+GROUP BY r.month, r.event_id, r.last_period_end
+ORDER BY r.month, r.last_period_end, r.event_id
+LIMIT %(limit)s;
 
 -- name: users_due_for_compensation
 -- Users with a sent report this month whose compensation was not fetched since
@@ -419,3 +544,29 @@ SELECT EXISTS (
 -- name: set_local_setting
 -- A planner or memory setting for the rest of this transaction only.
 SELECT set_config(%(name)s, %(value)s, true);
+
+-- name: event_report_exclusions
+-- The targets an event's report left out or set aside, and why (`reports show`).
+SELECT event_id, resource_id, location_id, reason, detail, recorded_at
+FROM report_exclusions
+WHERE event_id = %(event_id)s
+ORDER BY resource_id, location_id;
+
+-- name: event_report_timing
+-- `reports send --event`: the event's deadline, and its periods that have not ended by
+-- %(now)s (whose energy is not known yet).
+SELECT r.month, r.zone, r.month_end + %(grace)s AS deadline, r.last_period_end,
+       array(SELECT p.period_start
+             FROM price_curve_periods p
+             WHERE p.event_id = r.event_id AND p.period_end > %(now)s
+             ORDER BY p.period_start) AS unknown_periods
+FROM reports r
+WHERE r.event_id = %(event_id)s AND r.part = 1;
+
+-- name: miss_event_reports
+-- `reports send --event` past the deadline: the event's open reports are missed now (the
+-- sweep alerts them once, as any other).
+UPDATE reports
+SET status = 'missed', missed_at = %(now)s, next_attempt_at = NULL, updated_at = %(now)s
+WHERE event_id = %(event_id)s AND status IN ('pending', 'due', 'retrying', 'rejected')
+RETURNING id, part;

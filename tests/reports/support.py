@@ -59,6 +59,7 @@ def simulate_curve(
     *,
     created_at: datetime,
     price: float = -0.5,
+    price_area: str = "NO1",
 ) -> Event:
     """A PriceCurve event made by the sandbox at `created_at` (its clock is set, frozen)."""
     sandbox.control.set_clock(created_at.astimezone(UTC), frozen=True)
@@ -72,7 +73,7 @@ def simulate_curve(
             "energyUnit": "kWh",
             "currency": "NOK",
         },
-        price_area="NO1",
+        price_area=price_area,
     )
     return sandbox.sandbox.simulate_price_curve(request)
 
@@ -107,8 +108,11 @@ def curve(
     *,
     created_at: datetime,
     price: float = -0.5,
+    price_area: str = "NO1",
 ) -> Event:
-    event = simulate_curve(sandbox, targets, starts, created_at=created_at, price=price)
+    event = simulate_curve(
+        sandbox, targets, starts, created_at=created_at, price=price, price_area=price_area
+    )
     store_event_curve(database_url, event)
     return event
 

@@ -19,6 +19,9 @@ def test_it_has_defaults_for_reports_and_no_consumption_tokens() -> None:
     assert settings.report_settle == timedelta(hours=2)
     assert settings.report_max_payloads == 10_000
     assert settings.spark_rate_limit == 10.0
+    assert settings.report_max_wait == timedelta(hours=24)
+    assert settings.report_final_margin == timedelta(hours=6)
+    assert settings.report_corrections == "off"
 
 
 @pytest.mark.parametrize(
@@ -59,6 +62,8 @@ def test_it_reads_consumption_tokens_from_a_file_and_keeps_them_out_of_its_repr(
         ({"SPARK_REPORT_SETTLE": "-1h"}, "SPARK_REPORT_SETTLE must be a duration"),
         ({"SPARK_REPORT_POINTS_FIELD": "values"}, "SPARK_REPORT_POINTS_FIELD must be one of"),
         ({"SPARK_REPORT_MAX_PAYLOADS": "0"}, "SPARK_REPORT_MAX_PAYLOADS must be at least 1"),
+        ({"SPARK_REPORT_MAX_WAIT": "a day"}, "SPARK_REPORT_MAX_WAIT must be a duration"),
+        ({"SPARK_REPORT_CORRECTIONS": "add"}, "SPARK_REPORT_CORRECTIONS must be off or replace"),
         ({"SPARK_RATE_LIMIT": "0"}, "SPARK_RATE_LIMIT must be a positive number"),
         ({"CONSUMPTION_API_TOKENS": "a", "CONSUMPTION_API_TOKENS_FILE": "/x"}, "not both"),
     ],

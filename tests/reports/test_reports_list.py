@@ -40,7 +40,7 @@ def test_it_lists_reports_by_status_and_month_with_their_deadlines(
     everything = cli_json(database_url, "reports", "list")
     pending = cli_json(database_url, "reports", "list", "--status", "pending")
     march = cli_json(database_url, "reports", "list", "--month", "2026-03")
-    text = cli(database_url, "reports", "list")
+    text = cli(database_url, "reports", "list", "--now", utc(april_now))
 
     assert [(r["eventId"], r["status"], r["month"]) for r in everything] == [
         (sent.event_id, "sent", "2026-03"),
@@ -55,3 +55,4 @@ def test_it_lists_reports_by_status_and_month_with_their_deadlines(
     assert first["sparkReportId"]
     assert first["acceptedAttempts"] == 1
     assert f"2026-03  {sent.event_id}  sent" in text.output
+    assert "2026-03 (Europe/Oslo): 1 sent, 0 due" in text.output

@@ -246,7 +246,7 @@ def test_it_sends_nothing_for_an_event_without_energy_and_never_sends_twice(
     assert accepted_reports(sandbox)["countsByEventId"] == {busy.event_id: 1}
 
 
-def test_it_sends_what_is_due_with_due_and_waits_for_the_rest(
+def test_it_sends_what_is_due_with_due_and_waits_a_day_at_most_for_the_rest(
     sandbox: SandboxHandle, database_url: str, tmp_path: Path
 ) -> None:
     covered = curve(sandbox, database_url, [("car", "home")], STARTS, created_at=CREATED)
@@ -268,11 +268,26 @@ def test_it_sends_what_is_due_with_due_and_waits_for_the_rest(
         database_url, "reports", "send", "--due", "--now", utc(settled), sandbox=sandbox
     )
 
+    # SPARK_REPORT_MAX_WAIT (a day) after the event's end, whatever its readings.
+    a_day_on = STARTS[-1] + HOUR + timedelta(hours=24)
+    sandbox.control.set_clock(a_day_on, frozen=True)
+    almost = cli_json(
+        database_url, "reports", "send", "--due", "--now", utc(a_day_on - timedelta(minutes=1)),
+        sandbox=sandbox,
+    )  # fmt: skip
+    late = cli_json(
+        database_url, "reports", "send", "--due", "--now", utc(a_day_on), sandbox=sandbox
+    )
+
     assert early["results"] == []
     assert early["sweep"]["planned"] == 2
     assert [(r["eventId"], r["status"]) for r in sent["results"]] == [(covered.event_id, "sent")]
-    statuses = {r["event_id"]: r["status"] for r in rows(database_url, "SELECT * FROM reports")}
-    assert statuses == {covered.event_id: "sent", waiting.event_id: "pending"}
+    assert almost["results"] == []
+    assert [(r["eventId"], r["status"]) for r in late["results"]] == [(waiting.event_id, "sent")]
+    (van,) = accepted_reports(sandbox, waiting.event_id)["reports"]
+    assert [p["kiloWattHours"] for p in points_of(van["body"], "van")] == [2.0]
+    due = {r["event_id"]: r["due_reason"] for r in rows(database_url, "SELECT * FROM reports")}
+    assert due == {covered.event_id: "complete", waiting.event_id: "max_wait"}
 
 
 def test_it_reports_a_period_a_newer_curve_took_over_only_in_the_newer_curves_report(

@@ -85,11 +85,15 @@ def test_it_reports_a_dst_month_to_its_end_and_the_last_day_within_the_grace(
 
     sweep_at(tasks, worker, sandbox, local(2026, 10, 25, 3))
     sweep_at(tasks, worker, sandbox, local(2026, 10, 26, 3))
-    sweep_at(tasks, worker, sandbox, local(2026, 10, 31, 12))  # the first final sweep
-    after_final = statuses(database_url)
+    sweep_at(tasks, worker, sandbox, local(2026, 10, 31, 12))
+    before_end = statuses(database_url)
     sweep_at(tasks, worker, sandbox, local(2026, 11, 1, 0))  # the last day has just ended
+    unsettled = statuses(database_url)
+    # SPARK_REPORT_SETTLE after the last day, as after every other day.
+    sweep_at(tasks, worker, sandbox, local(2026, 11, 1, 2))
 
-    assert after_final == {saturday: "sent", dst_day: "sent", last_day: "pending"}
+    assert before_end == {saturday: "sent", dst_day: "sent", last_day: "pending"}
+    assert unsettled == before_end
     assert statuses(database_url) == {saturday: "sent", dst_day: "sent", last_day: "sent"}
     record = accepted_reports(sandbox)
     assert record["countsByEventId"] == {saturday: 1, dst_day: 1, last_day: 1}
@@ -100,11 +104,11 @@ def test_it_reports_a_dst_month_to_its_end_and_the_last_day_within_the_grace(
         for p in sandbox.state.get_event(dst_day).payload["priceCurveDelta"]["points"]
     ]
     assert [p["timestamp"] for p in points_of(by_event[dst_day]["body"], "ev-1")] == own
-    # Sent as soon as it ended, inside the grace of one day after the end of October.
-    assert by_event[last_day]["createdAt"].startswith("2026-10-31T23:00:00")
+    # Sent once settled, inside the grace of one day after the end of October.
+    assert by_event[last_day]["createdAt"].startswith("2026-11-01T01:00:00")
     assert len(points_of(by_event[last_day]["body"], "ev-1")) == len(last_starts) == 24
     (last,) = report_rows(database_url, last_day)
-    assert last["due_reason"] == "final"
+    assert last["due_reason"] == "complete"
 
 
 def test_it_sends_what_can_make_the_grace_after_beat_was_down_across_a_month_end(

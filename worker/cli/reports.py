@@ -10,12 +10,11 @@ from typing import Any
 import click
 
 from shared.config import ConfigError
-from shared.db import fetch_all, fetch_one
+from shared.db import fetch_all
 from shared.timeutil import parse_spark_datetime, utcnow
 from worker.cli.base import database, print_json, settings_or_fail
 from worker.reports.deadlines import STATUSES
-
-LATE_SHOWN = 100
+from worker.reports.views import report_json
 
 
 def _now(value: str | None) -> datetime:
@@ -43,37 +42,6 @@ def _rules() -> Any:
     return ReportRules.from_settings(settings_or_fail())
 
 
-def _report_json(row: Any) -> dict[str, Any]:
-    return {
-        "eventId": row["event_id"],
-        "part": row["part"],
-        "parts": row["parts"],
-        "month": f"{row['month']:%Y-%m}",
-        "status": row["status"],
-        "dueReason": row["due_reason"],
-        "dueAt": row["due_at"],
-        "deadline": row["deadline"],
-        "firstPeriodStart": row["first_period_start"],
-        "lastPeriodEnd": row["last_period_end"],
-        "payloads": row["payload_count"],
-        "points": row["point_count"],
-        "kWh": row["total_kwh"],
-        "attempts": row["attempts"],
-        "ambiguousAttempts": row["ambiguous_attempts"],
-        "acceptedAttempts": row["accepted_attempts"],
-        "nextAttemptAt": row["next_attempt_at"],
-        "lastError": row["last_error"],
-        "sparkReportId": row["spark_report_id"],
-        "sparkCreatedAt": row["spark_created_at"],
-        "sentAt": row["sent_at"],
-        "rejectedStatus": row["rejected_status"],
-        "rejection": row["rejection"],
-        "missedAt": row["missed_at"],
-        "alertedAt": row["alerted_at"],
-        "lateReadings": row["late_readings"],
-    }
-
-
 @click.group()
 def reports() -> None:
     """Energy-usage reports: what is owed to Spark, what was sent, what Spark said."""
@@ -84,21 +52,31 @@ def reports() -> None:
 @click.option("--month", "month_text", metavar="YYYY-MM", help="Only this (local) month.")
 @click.option("--event", "event_id", help="Only this event's reports.")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--now", "now_text", hidden=True, help="The time to act as (ISO 8601), for tests.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def reports_list(
-    status: str | None, month_text: str | None, event_id: str | None, limit: int, as_json: bool
+    status: str | None,
+    month_text: str | None,
+    event_id: str | None,
+    limit: int,
+    now_text: str | None,
+    as_json: bool,
 ) -> None:
-    """Reports, oldest month first."""
+    """Reports, oldest month first; then, per month, what is sent, due, waiting for readings
+    and left out or set aside (not with --json, which lists the reports only)."""
+    from worker.reports.deadlines import month_views
+
     rules = _rules()
+    month = _month(month_text)
+    now = _now(now_text)
     with database() as conn:
         rows = fetch_all(
             conn,
             "list_reports",
-            rules.params(
-                utcnow(), status=status, month=_month(month_text), event_id=event_id, limit=limit
-            ),
+            rules.params(now, status=status, month=month, event_id=event_id, limit=limit),
         )
-    items = [_report_json(row) for row in rows]
+        views = [] if as_json or event_id else month_views(conn, rules, now=now, month=month)
+    items = [report_json(row) for row in rows]
     if as_json:
         print_json(items)
         return
@@ -120,87 +98,36 @@ def reports_list(
             f"payloads={item['payloads'] if item['payloads'] is not None else '-'} "
             f"attempts={item['attempts']} " + " ".join(extra)
         )
+    for view in views:
+        _print_month(view, rules)
 
 
 @reports.command("show")
 @click.argument("event_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def reports_show(event_id: str, as_json: bool) -> None:
-    """An event's report(s): the exact body sent, every attempt with Spark's answer, and
-    readings that came after it was built."""
+    """An event's report(s): the exact body sent, every attempt with Spark's answer, the
+    targets left out or set aside and why, and readings that came after it was built."""
+    from worker.reports.views import event_view
+
     rules = _rules()
     with database() as conn:
-        rows = fetch_all(
-            conn,
-            "list_reports",
-            rules.params(utcnow(), status=None, month=None, event_id=event_id, limit=1000),
-        )
-        if not rows:
-            raise click.ClickException(f"no report for event {event_id}")
-        body_rows = fetch_all(conn, "event_report_bodies", {"event_id": event_id})
-        bodies = {row["part"]: row for row in body_rows}
-        attempts = fetch_all(
-            conn, "list_report_attempts", {"report_ids": [row["id"] for row in rows]}
-        )
-        late = fetch_one(conn, "late_readings_summary", {"event_id": event_id})
-        late_rows = fetch_all(
-            conn, "late_readings_of_event", {"event_id": event_id, "limit": LATE_SHOWN}
-        )
-    by_report: dict[int, list[dict[str, Any]]] = {}
-    for attempt in attempts:
-        by_report.setdefault(attempt["report_id"], []).append(
-            {
-                "attempt": attempt["attempt"],
-                "startedAt": attempt["started_at"],
-                "finishedAt": attempt["finished_at"],
-                "outcome": attempt["outcome"],
-                "httpStatus": attempt["http_status"],
-                "error": attempt["error"],
-                "response": attempt["response"],
-                "sparkReportId": attempt["spark_report_id"],
-            }
-        )
-    items = []
-    for row in rows:
-        item = _report_json(row)
-        body_row = bodies.get(row["part"])
-        body = body_row["body"] if body_row else None
-        item["idempotencyKey"] = body_row["idempotency_key"] if body_row else None
-        item["builtAt"] = body_row["built_at"] if body_row else None
-        item["body"] = json.loads(body) if body is not None else None
-        item["attemptLog"] = by_report.get(row["id"], [])
-        items.append(item)
-    result: dict[str, Any] = {
-        "eventId": event_id,
-        "reports": items,
-        "late": {
-            "readings": late["readings"] if late else 0,
-            "kWhInEvent": late["kwh_in_event"] if late else 0.0,
-            "firstRecordedAt": late["first_recorded_at"] if late else None,
-            "lastRecordedAt": late["last_recorded_at"] if late else None,
-            "shown": [
-                {
-                    "resourceId": r["resource_id"],
-                    "locationId": r["location_id"],
-                    "start": r["start_at"],
-                    "end": r["end_at"],
-                    "kWh": r["kwh"],
-                    "kWhInEvent": r["kwh_in_event"],
-                    "change": r["change"],
-                    "batchId": r["batch_id"],
-                    "recordedAt": r["recorded_at"],
-                }
-                for r in late_rows
-            ],
-        },
-    }
+        result = event_view(conn, event_id, rules, now=utcnow())
+    if result is None:
+        raise click.ClickException(f"no report for event {event_id}")
     if as_json:
         print_json(result)
         return
-    for item in items:
+    _print_event(result)
+
+
+def _print_event(result: dict[str, Any]) -> None:
+    event_id = result["eventId"]
+    for item in result["reports"]:
         click.echo(
             f"event {event_id} part {item['part']}/{item['parts']}: {item['status']} "
-            f"(month {item['month']}, deadline {item['deadline']:%Y-%m-%d %H:%M}Z)"
+            f"(month {item['month']} {item['zone']}, deadline "
+            f"{item['deadline']:%Y-%m-%d %H:%M}Z)"
         )
         click.echo(
             f"  {item['payloads']} payload(s), {item['points']} point(s), {item['kWh']} kWh; "
@@ -219,28 +146,45 @@ def reports_show(event_id: str, as_json: bool) -> None:
             )
         if item["body"] is not None:
             click.echo("  body: " + json.dumps(item["body"])[:2000])
-    if result["late"]["readings"]:
+    for title, key in (("left out", "leftOut"), ("set aside", "setAside")):
+        for entry in result[key]:
+            click.echo(
+                f"{title}: {entry['resourceId']}@{entry['locationId']} {entry['reason']}"
+                + (f" ({entry['detail'][:200]})" if entry["detail"] else "")
+            )
+    late = result["late"]
+    if late["readings"]:
         click.echo(
-            f"late readings: {result['late']['readings']} "
-            f"({result['late']['kWhInEvent']:.3f} kWh in the event's periods), not sent"
+            f"late readings: {late['readings']} "
+            f"({late['kWhInEvent']:.3f} kWh in the event's periods), not sent"
         )
 
 
 @reports.command("send")
 @click.option("--due", "send_due", is_flag=True, help="Sweep, then send every due report.")
 @click.option("--event", "event_id", help="Send this event's report(s) now, ready or not.")
+@click.option(
+    "--before-end",
+    is_flag=True,
+    help="With --event: send even though the event has not ended (its last hours are lost).",
+)
 @click.option("--now", "now_text", hidden=True, help="The time to act as (ISO 8601), for tests.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def reports_send(send_due: bool, event_id: str | None, now_text: str | None, as_json: bool) -> None:
+def reports_send(
+    send_due: bool, event_id: str | None, before_end: bool, now_text: str | None, as_json: bool
+) -> None:
     """Send reports now: every due one (--due), or one event's (--event ID).
 
     A rejected report is built again from the current readings (unless part of it reached
-    Spark) and sent. A report that was sent is not sent again.
+    Spark) and sent. A report that was sent is not sent again. An event past its deadline is
+    marked missed (exit 1); one that has not ended is refused (exit 1) unless --before-end.
     """
     from worker.reports import ledger, sender
 
     if send_due == (event_id is not None):
         raise click.UsageError("give exactly one of --due and --event ID")
+    if before_end and event_id is None:
+        raise click.UsageError("--before-end goes with --event ID")
     settings = settings_or_fail()
     rules = ledger.ReportRules.from_settings(settings)
     now = _now(now_text)
@@ -249,69 +193,112 @@ def reports_send(send_due: bool, event_id: str | None, now_text: str | None, as_
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     swept = None
+    made = None
     with database() as conn, client:
         if send_due:
             swept = ledger.sweep(conn, rules, now=now)
         else:
             assert event_id is not None
             try:
-                ledger.make_event_due(conn, event_id, rules, now=now)
-            except (ledger.NoReport, ledger.AlreadySent) as exc:
+                made = ledger.make_event_due(conn, event_id, rules, now=now, before_end=before_end)
+            except (
+                ledger.NoReport,
+                ledger.AlreadySent,
+                ledger.PastDeadline,
+                ledger.NotEnded,
+            ) as exc:
                 raise click.ClickException(str(exc)) from None
         results = sender.send_due(
             conn, client, rules, sender.RateLimiter(rules.rate_limit), now=now, event_id=event_id
         )
+    unknown = made.unknown_periods if made else []
     if as_json:
         print_json(
             {
                 "sweep": swept.to_json() if swept else None,
                 "results": [result.to_json() for result in results],
+                "unknownPeriods": [start.isoformat() for start in unknown],
             }
         )
     else:
-        if swept is not None:
-            click.echo(
-                f"sweep: {swept.planned} planned, {swept.due} due, {swept.missed} missed, "
-                f"{swept.leases_expired} taken back from a stopped sender"
-            )
-        if not results:
-            click.echo("nothing to send")
-        for result in results:
-            retry = f", next attempt {result.retry_at.isoformat()}" if result.retry_at else ""
-            error = f": {result.error[:200]}" if result.error else ""
-            click.echo(
-                f"event {result.event_id} part {result.part}: {result.status} "
-                f"(attempt {result.attempt}{retry}){error}"
-            )
+        _print_sent(swept, results, unknown)
     if any(result.status == "rejected" for result in results):
         sys.exit(1)
+
+
+def _print_sent(swept: Any, results: list[Any], unknown: list[datetime]) -> None:
+    if unknown:
+        click.echo(
+            f"sent before the event's end: {len(unknown)} period(s) not known yet and not "
+            "reported: " + ", ".join(f"{start:%Y-%m-%d %H:%M}Z" for start in unknown)
+        )
+    if swept is not None:
+        click.echo(
+            f"sweep: {swept.planned} planned, {swept.due} due, {swept.missed} missed, "
+            f"{swept.leases_expired} taken back from a stopped sender"
+        )
+    if not results:
+        click.echo("nothing to send")
+    for result in results:
+        retry = f", next attempt {result.retry_at.isoformat()}" if result.retry_at else ""
+        error = f": {result.error[:200]}" if result.error else ""
+        click.echo(
+            f"event {result.event_id} part {result.part}: {result.status} "
+            f"(attempt {result.attempt}{retry}){error}"
+        )
 
 
 @reports.command("deadlines")
 @click.option("--now", "now_text", hidden=True, help="The time to act as (ISO 8601), for tests.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def reports_deadlines(now_text: str | None, as_json: bool) -> None:
-    """Per month: reports not sent yet, the deadline, and the time left."""
-    from worker.reports.deadlines import describe_time_left, month_deadlines
+    """Per month and zone: the deadline and the aim, what is sent, due, waiting for readings
+    (and which targets hold it), and the targets left out or set aside, with why."""
+    from worker.reports.deadlines import month_views
 
     rules = _rules()
     now = _now(now_text)
     with database() as conn:
-        months = month_deadlines(conn, rules, now=now)
+        views = month_views(conn, rules, now=now)
     if as_json:
-        print_json([month.to_json() for month in months])
+        print_json([view.to_json() for view in views])
         return
-    if not months:
+    if not views:
         click.echo("no reports")
-    for month in months:
-        local = month.deadline.astimezone(rules.timezone)
+    for view in views:
+        _print_month(view, rules)
+
+
+def _print_month(view: Any, rules: Any) -> None:
+    from worker.reports.deadlines import describe_time_left
+
+    for month in view.deadlines:
         click.echo(
-            f"{month.month:%Y-%m}: {month.open} not sent ({month.counts['pending']} pending, "
-            f"{month.counts['due']} due, {month.counts['retrying']} retrying, "
-            f"{month.counts['rejected']} rejected), {month.counts['sent']} sent, "
-            f"{month.counts['missed']} missed; deadline {local:%Y-%m-%d %H:%M} "
-            f"{rules.timezone} ({describe_time_left(month.time_left)})"
+            f"{month.month:%Y-%m} ({month.zone}): {month.counts['sent']} sent, "
+            f"{month.counts['due'] + month.counts['sending']} due, "
+            f"{month.waiting} waiting for readings, "
+            f"{month.counts['pending'] - month.waiting} not ended, "
+            f"{month.counts['retrying']} retrying, {month.counts['rejected']} rejected, "
+            f"{month.counts['missed']} missed, {month.counts['empty']} empty; "
+            f"{month.left_out} target(s) left out, {month.set_aside} payload(s) set aside"
         )
+        click.echo(
+            f"  deadline {month.deadline:%Y-%m-%d %H:%M}Z (end of month in {month.zone} + "
+            f"grace), aim {month.aim:%Y-%m-%d %H:%M}Z (the earlier of that and UTC's), "
+            f"final sweeps from {month.final_sweeps_from:%Y-%m-%d %H:%M}Z "
+            f"({describe_time_left(month.time_left)})"
+        )
+    for waiting in view.waiting:
+        more = waiting.holding_count - len(waiting.holding)
+        click.echo(
+            f"  waiting: {waiting.event_id} (ended {waiting.ended_at:%Y-%m-%d %H:%M}Z, due by "
+            f"{waiting.due_by:%Y-%m-%d %H:%M}Z) held by "
+            + ", ".join(waiting.holding)
+            + (f" and {more} more" if more > 0 else "")
+        )
+    for exclusion in view.exclusions:
+        title = "set aside" if exclusion.set_aside else "left out"
+        click.echo(f"  {title}: {exclusion.describe()}")
 
 
 @reports.command("compensation")

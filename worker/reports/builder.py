@@ -96,10 +96,17 @@ WITH effective AS (
       )
     GROUP BY 1, 2
 ), targets AS (
-    SELECT resource_id, location_id,
-           count(*) OVER (PARTITION BY resource_id) = 1 AS only_location
-    FROM price_curve_targets
-    WHERE event_id = %(event_id)s
+    -- Whether a target is left out (report_exclusions) does not change which location a
+    -- reading without one counts for: that is a question of the curve's targets.
+    SELECT t.resource_id, t.location_id,
+           count(*) OVER (PARTITION BY t.resource_id) = 1 AS only_location,
+           x.reason IS NOT NULL AS excluded
+    FROM price_curve_targets t
+    LEFT JOIN report_exclusions x
+      ON x.event_id = t.event_id
+     AND x.resource_id = t.resource_id
+     AND x.location_id = t.location_id
+    WHERE t.event_id = %(event_id)s
 ), per_target AS (
     SELECT t.resource_id COLLATE "C" AS resource_id, t.location_id COLLATE "C" AS location_id,
            {slot_target_sums}
@@ -107,6 +114,7 @@ WITH effective AS (
     JOIN targets t
       ON t.resource_id = r.resource_id
      AND (t.location_id = r.location_id OR (r.location_id IS NULL AND t.only_location))
+    WHERE NOT t.excluded
     GROUP BY 1, 2
 ), kept AS (
     -- NULL for a slot that is left out.
@@ -163,17 +171,18 @@ WITH numbered AS (
     FROM numbered
     GROUP BY part
 ), base AS (
-    SELECT event_id, month, first_period_start, last_period_end, due_reason, due_at
+    SELECT event_id, month, zone, month_end, utc_month_end, first_period_start,
+           last_period_end, due_reason, due_at
     FROM reports
     WHERE id = %(report_id)s
 )
 INSERT INTO reports (
-    event_id, part, parts, month, first_period_start, last_period_end, status, due_reason,
-    due_at, next_attempt_at, body, built_at, payload_count, point_count, total_kwh,
-    idempotency_key, created_at, updated_at
+    event_id, part, parts, month, zone, month_end, utc_month_end, first_period_start,
+    last_period_end, status, due_reason, due_at, next_attempt_at, body, built_at,
+    payload_count, point_count, total_kwh, idempotency_key, created_at, updated_at
 )
-SELECT base.event_id, b.part, (SELECT count(*) FROM bodies), base.month,
-       base.first_period_start, base.last_period_end, 'due', base.due_reason, base.due_at,
+SELECT base.event_id, b.part, (SELECT count(*) FROM bodies), base.month, base.zone,
+       base.month_end, base.utc_month_end, base.first_period_start, base.last_period_end, 'due', base.due_reason, base.due_at,
        %(now)s, b.body, %(now)s, b.payloads, b.points, b.kwh,
        base.event_id || '/' || b.part || '/' || md5(b.body), %(now)s, %(now)s
 FROM bodies b
@@ -264,6 +273,26 @@ def has_newer_curve(conn: Connection, event_id: str) -> bool:
     return any(row["newer"] for row in fetch_all(conn, "curves_around", {"event_id": event_id}))
 
 
+def leave_out_unacceptable(conn: Connection, event_id: str, *, now: datetime) -> None:
+    """Before a build: leave out the targets Spark cannot accept (their user deleted at
+    Spark, a meterPointId not at their location), recorded with the reason; what the last
+    build left out is found again (Spark's refusals stay set aside)."""
+    execute(conn, "forget_recomputed_exclusions", {"event_id": event_id})
+    execute(conn, "leave_out_unacceptable_targets", {"event_id": event_id, "now": now})
+
+
+def record_targets_without_readings(
+    conn: Connection, event_id: str, last_period_end: datetime, *, now: datetime
+) -> None:
+    """After a build: the targets it carries no payload for because their readings stop
+    short of the event's end (no energy to report), recorded as left out."""
+    execute(
+        conn,
+        "record_targets_without_readings",
+        {"event_id": event_id, "last_period_end": last_period_end, "now": now},
+    )
+
+
 def build_report(
     conn: Connection, report_id: int, event_id: str, rules: ReportRules, *, now: datetime
 ) -> list[BuiltPart]:
@@ -278,8 +307,10 @@ def build_report(
         "first_period_start": window["first_period_start"],
         "last_period_end": window["last_period_end"],
     }
+    leave_out_unacceptable(conn, event_id, now=now)
     shares = fetch_all(conn, "report_shares", span)
     if not shares:
+        record_targets_without_readings(conn, event_id, window["last_period_end"], now=now)
         return []
     superseded = has_newer_curve(conn, event_id)
     apply_build_settings(conn)
@@ -302,6 +333,7 @@ def build_report(
     sums = sums_sql(slots, superseded)
     conn.execute("CREATE TEMPORARY TABLE report_build ON COMMIT DROP AS " + sums, params)
     rows = conn.execute(write_sql(slots), params).fetchall()
+    record_targets_without_readings(conn, event_id, window["last_period_end"], now=now)
     # Gone at commit anyway; dropped now so that a second build in the transaction can run.
     conn.execute("DROP TABLE report_build")
     return [
