@@ -55,6 +55,7 @@ def reports() -> None:
 @click.option("--now", "now_text", hidden=True, help="The time to act as (ISO 8601), for tests.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def reports_list(
+    *,
     status: str | None,
     month_text: str | None,
     event_id: str | None,

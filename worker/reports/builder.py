@@ -182,7 +182,8 @@ INSERT INTO reports (
     payload_count, point_count, total_kwh, idempotency_key, created_at, updated_at
 )
 SELECT base.event_id, b.part, (SELECT count(*) FROM bodies), base.month, base.zone,
-       base.month_end, base.utc_month_end, base.first_period_start, base.last_period_end, 'due', base.due_reason, base.due_at,
+       base.month_end, base.utc_month_end, base.first_period_start, base.last_period_end,
+       'due', base.due_reason, base.due_at,
        %(now)s, b.body, %(now)s, b.payloads, b.points, b.kwh,
        base.event_id || '/' || b.part || '/' || md5(b.body), %(now)s, %(now)s
 FROM bodies b
