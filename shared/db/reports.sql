@@ -15,14 +15,9 @@
 -- whose month ended before last month are history (a first backfill of old events) and get
 -- none.
 INSERT INTO reports (
-    event_id, month, zone, month_end, utc_month_end, first_period_start, last_period_end,
-    created_at, updated_at
+    event_id, month, zone, first_period_start, last_period_end, created_at, updated_at
 )
-SELECT c.event_id, m.month, z.zone,
-       (m.month + interval '1 month')::timestamp AT TIME ZONE z.zone,
-       (date_trunc('month', c.first_period_start AT TIME ZONE 'UTC') + interval '1 month')
-           AT TIME ZONE 'UTC',
-       c.first_period_start, c.last_period_end, %(now)s, %(now)s
+SELECT c.event_id, m.month, z.zone, c.first_period_start, c.last_period_end, %(now)s, %(now)s
 FROM price_curves c
 CROSS JOIN LATERAL (
     SELECT coalesce(

@@ -171,19 +171,17 @@ WITH numbered AS (
     FROM numbered
     GROUP BY part
 ), base AS (
-    SELECT event_id, month, zone, month_end, utc_month_end, first_period_start,
-           last_period_end, due_reason, due_at
+    SELECT event_id, month, zone, first_period_start, last_period_end, due_reason, due_at
     FROM reports
     WHERE id = %(report_id)s
 )
 INSERT INTO reports (
-    event_id, part, parts, month, zone, month_end, utc_month_end, first_period_start,
-    last_period_end, status, due_reason, due_at, next_attempt_at, body, built_at,
-    payload_count, point_count, total_kwh, idempotency_key, created_at, updated_at
+    event_id, part, parts, month, zone, first_period_start, last_period_end, status,
+    due_reason, due_at, next_attempt_at, body, built_at, payload_count, point_count,
+    total_kwh, idempotency_key, created_at, updated_at
 )
 SELECT base.event_id, b.part, (SELECT count(*) FROM bodies), base.month, base.zone,
-       base.month_end, base.utc_month_end, base.first_period_start, base.last_period_end,
-       'due', base.due_reason, base.due_at,
+       base.first_period_start, base.last_period_end, 'due', base.due_reason, base.due_at,
        %(now)s, b.body, %(now)s, b.payloads, b.points, b.kwh,
        base.event_id || '/' || b.part || '/' || md5(b.body), %(now)s, %(now)s
 FROM bodies b

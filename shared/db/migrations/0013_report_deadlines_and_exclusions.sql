@@ -1,26 +1,22 @@
 -- Reports: each report's month and deadline in its price area's zone (worker/reports/zones.py),
 -- and the targets an event's report leaves out, with the reason.
 
--- The zone of the report's month, and the instants its month ends: in that zone (month_end;
--- the deadline is month_end + SPARK_REPORT_GRACE) and in UTC (utc_month_end). Spark does not
--- say which one it counts in, so the sweeps aim at the earlier of the two.
+-- The zone of the report's month (plan_reports sets it from the curve's price area; reports
+-- planned before this migration were planned in SPARK_TIMEZONE, which a migration cannot read,
+-- and keep its default, Europe/Oslo), and the instants its month ends: in that zone
+-- (month_end; the deadline is month_end + SPARK_REPORT_GRACE) and in UTC for the month the
+-- first period falls in there (utc_month_end). Spark does not say which one it counts in, so
+-- the sweeps aim at the earlier of the two.
+SET LOCAL statement_timeout = 0;
 ALTER TABLE reports
-    ADD COLUMN zone text,
-    ADD COLUMN month_end timestamptz,
-    ADD COLUMN utc_month_end timestamptz;
-
--- Reports planned before this migration were planned in SPARK_TIMEZONE, which a migration
--- cannot read: they keep their month, in its default zone (Europe/Oslo).
-UPDATE reports
-SET zone = 'Europe/Oslo',
-    month_end = (month + interval '1 month')::timestamp AT TIME ZONE 'Europe/Oslo',
-    utc_month_end = (date_trunc('month', first_period_start AT TIME ZONE 'UTC')
-                     + interval '1 month') AT TIME ZONE 'UTC';
-
-ALTER TABLE reports
-    ALTER COLUMN zone SET NOT NULL,
-    ALTER COLUMN month_end SET NOT NULL,
-    ALTER COLUMN utc_month_end SET NOT NULL;
+    ADD COLUMN zone text NOT NULL DEFAULT 'Europe/Oslo',
+    ADD COLUMN month_end timestamptz NOT NULL
+        GENERATED ALWAYS AS ((month + interval '1 month')::timestamp AT TIME ZONE zone) STORED,
+    ADD COLUMN utc_month_end timestamptz NOT NULL
+        GENERATED ALWAYS AS (
+            (date_trunc('month', first_period_start AT TIME ZONE 'UTC') + interval '1 month')
+                AT TIME ZONE 'UTC'
+        ) STORED;
 
 -- Targets of an event that its report does not carry, and why:
 --   no_readings: nothing read by the time the report was built (no energy to report);
