@@ -565,3 +565,22 @@ UPDATE reports
 SET status = 'missed', missed_at = %(now)s, next_attempt_at = NULL, updated_at = %(now)s
 WHERE event_id = %(event_id)s AND status IN ('pending', 'due', 'retrying', 'rejected')
 RETURNING id, part;
+
+-- name: user_month_deadline
+-- For deleting a user after a month: the month's last deadline that concerns the user, the
+-- end of the month in each zone its reports were in (its price areas), in SPARK_TIMEZONE
+-- (%(tz)s) and in UTC, whichever comes last, plus %(grace)s. Before it, Spark may still be
+-- counting the month, and a user deleted then is not compensated for it.
+WITH mine AS (
+    SELECT resource_id FROM resources WHERE user_id = %(user_id)s
+)
+SELECT greatest(
+           (%(month)s::date + interval '1 month')::timestamp AT TIME ZONE 'UTC',
+           (%(month)s::date + interval '1 month')::timestamp AT TIME ZONE %(tz)s::text,
+           (SELECT max(r.month_end)
+            FROM reports r
+            WHERE r.month = %(month)s::date
+              AND EXISTS (
+                  SELECT 1 FROM price_curve_targets t JOIN mine m USING (resource_id)
+                  WHERE t.event_id = r.event_id))
+       ) + %(grace)s::interval AS deadline;

@@ -1,4 +1,6 @@
-"""`users.run_due_deletions`: scheduled users go once their local month is over and reported.
+"""`users.run_due_deletions`: scheduled users go once their month's deadline has passed in
+every zone (the user's price areas', SPARK_TIMEZONE's and UTC's month end, plus the grace) and
+its reports concerning them are sent.
 
 The clock is the test's: every call gets `now` explicitly.
 """
@@ -7,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -69,34 +71,48 @@ def at_spark(sandbox: SandboxHandle, user_id: str) -> bool:
 @pytest.mark.parametrize(
     "times",
     [
-        # October 2026 ends in winter time (UTC+1): local midnight is 23:00Z on the 31st,
-        # a month whose last week began with the end of summer time.
-        (local(2026, 10, 15, 12, 0), local(2026, 10, 31, 23, 59), local(2026, 11, 1, 0, 0, 30)),
+        # October 2026 ends in winter time (UTC+1): local midnight is 23:00Z on the 31st, UTC's
+        # an hour later; the deadline is a day of grace after the later one.
+        (
+            local(2026, 10, 15, 12, 0),
+            datetime(2026, 11, 1, 23, 59, 59, tzinfo=UTC),
+            datetime(2026, 11, 2, 0, 0, tzinfo=UTC),
+        ),
         # June ends in summer time (UTC+2): local midnight is 22:00Z on the 30th.
-        (local(2026, 6, 1, 0, 0), local(2026, 6, 30, 23, 59, 59), local(2026, 7, 1, 0, 1)),
+        (
+            local(2026, 6, 1, 0, 0),
+            datetime(2026, 7, 1, 23, 59, 59, tzinfo=UTC),
+            datetime(2026, 7, 2, 0, 0, tzinfo=UTC),
+        ),
     ],
 )
-def test_it_deletes_right_after_local_midnight_ending_the_month(
+def test_it_deletes_only_once_the_months_deadline_has_passed_in_every_zone(
     registry: Connection,
     client: SparkClient,
     sandbox: SandboxHandle,
     database_url: str,
     times: tuple[datetime, datetime, datetime],
 ) -> None:
-    scheduled_at, last_minute, after_midnight = times
+    scheduled_at, last_second, deadline = times
     month = schedule_deletion(registry, "leaver", now=scheduled_at, tz=OSLO)
-    schedule_deletion(registry, "later", now=after_midnight, tz=OSLO)
+    schedule_deletion(registry, "later", now=deadline, tz=OSLO)
     assert month == scheduled_at.date().replace(day=1)
-    # The UTC date still is the old month's last day when the local month is over.
-    assert after_midnight.astimezone(UTC).month == month.month
+    local_midnight = datetime.combine(deadline.date(), datetime.min.time(), OSLO) - timedelta(
+        days=1
+    )
 
-    early = run_due_deletions(registry, client, now=last_minute.astimezone(UTC), tz=OSLO)
+    before_midnight = run_due_deletions(
+        registry, client, now=local_midnight - timedelta(seconds=1), tz=OSLO
+    )
+    early = run_due_deletions(registry, client, now=last_second, tz=OSLO)
 
-    assert early == []
+    assert before_midnight == []
+    # The local month is over, but Spark may still count it (UTC, and the grace).
+    assert [(r.user_id, r.outcome, r.deadline) for r in early] == [("leaver", "waiting", deadline)]
     assert deleted(database_url) == []
     assert at_spark(sandbox, "leaver")
 
-    results = run_due_deletions(registry, client, now=after_midnight.astimezone(UTC), tz=OSLO)
+    results = run_due_deletions(registry, client, now=deadline, tz=OSLO)
 
     assert [(r.user_id, r.outcome, r.month) for r in results] == [("leaver", "deleted", month)]
     assert deleted(database_url) == ["leaver"]
@@ -104,10 +120,28 @@ def test_it_deletes_right_after_local_midnight_ending_the_month(
     assert at_spark(sandbox, "stayer")
     assert at_spark(sandbox, "later")
     stamp = rows(database_url, "SELECT deleted_at FROM users WHERE user_id = 'leaver'")
-    assert stamp == [{"deleted_at": after_midnight.astimezone(UTC)}]
+    assert stamp == [{"deleted_at": deadline}]
 
-    again = run_due_deletions(registry, client, now=after_midnight.astimezone(UTC), tz=OSLO)
+    again = run_due_deletions(registry, client, now=deadline, tz=OSLO)
     assert again == []
+
+
+def test_it_waits_for_the_latest_month_end_of_the_users_price_areas(
+    registry: Connection, client: SparkClient, database_url: str
+) -> None:
+    # A report of the user's in a zone west of UTC (an area with SPARK_TIMEZONE of its own):
+    # its October ends at 01:00Z on November 1st, an hour after UTC's.
+    add_report(database_url, event_id="azores", month=date(2026, 10, 1), status="sent",
+               target=("leaver-heater", "leaver-home"))  # fmt: skip
+    execute(database_url, "UPDATE reports SET zone = 'Atlantic/Azores'")
+    schedule_deletion(registry, "leaver", now=local(2026, 10, 2, 9, 0), tz=OSLO)
+    deadline = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
+
+    early = run_due_deletions(registry, client, now=deadline - timedelta(minutes=1), tz=OSLO)
+    done = run_due_deletions(registry, client, now=deadline, tz=OSLO)
+
+    assert [(r.outcome, r.deadline) for r in early] == [("waiting", deadline)]
+    assert [(r.user_id, r.outcome) for r in done] == [("leaver", "deleted")]
 
 
 def test_it_waits_while_the_months_reports_are_pending(
@@ -117,7 +151,7 @@ def test_it_waits_while_the_months_reports_are_pending(
     add_report(database_url, event_id="last-day", month=date(2026, 10, 1), status="due",
                target=("leaver-heater", "leaver-home"))  # fmt: skip
     schedule_deletion(registry, "leaver", now=local(2026, 10, 2, 9, 0), tz=OSLO)
-    november = local(2026, 11, 1, 1, 0).astimezone(UTC)
+    november = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)  # past the deadline
 
     waiting = run_due_deletions(registry, client, now=november, tz=OSLO)
 
@@ -156,9 +190,9 @@ def test_it_runs_as_a_task_with_the_clock_it_is_given(
         return f"users.run_due_deletions[{task_id}] succeeded"
 
     try:
-        worker.wait_for_log(run_at(local(2026, 10, 31, 23, 59)))
+        worker.wait_for_log(run_at(datetime(2026, 11, 1, 23, 59, tzinfo=UTC)))
         assert deleted(database_url) == []
-        worker.wait_for_log(run_at(local(2026, 11, 1, 0, 0, 1)))
+        worker.wait_for_log(run_at(datetime(2026, 11, 2, 0, 0, 1, tzinfo=UTC)))
         assert deleted(database_url) == ["leaver"]
     finally:
         producer.close()
@@ -173,7 +207,7 @@ def test_it_keeps_the_schedule_when_spark_refuses(
 ) -> None:
     schedule_deletion(registry, "leaver", now=local(2026, 10, 15, 12, 0), tz=OSLO)
     sandbox.control.add_faults("DELETE", "/users/leaver", [{"status": 400, "body": "locked"}])
-    november = local(2026, 11, 1, 3, 0).astimezone(UTC)
+    november = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)
 
     refused = run_due_deletions(registry, client, now=november, tz=OSLO)
 
@@ -185,3 +219,45 @@ def test_it_keeps_the_schedule_when_spark_refuses(
 
     retried = run_due_deletions(registry, client, now=november, tz=OSLO)
     assert [(r.user_id, r.outcome) for r in retried] == [("leaver", "deleted")]
+
+
+def test_it_deletes_a_user_scheduled_on_the_20th_after_the_deadline_and_its_last_report(
+    registry: Connection,
+    client: SparkClient,
+    sandbox: SandboxHandle,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    from tests.reports.support import (
+        HOUR,
+        accepted_reports,
+        curve,
+        import_readings,
+        reading,
+        write_readings,
+    )
+    from tests.reports.support import cli_json as reports_cli
+
+    schedule_deletion(registry, "leaver", now=local(2026, 10, 20, 12, 0), tz=OSLO)
+    start = local(2026, 10, 31, 22, 0)
+    event = curve(sandbox, database_url, [("leaver-heater", "leaver-home")],
+                  [start, start + HOUR], created_at=start - 20 * HOUR)  # fmt: skip
+    readings = [reading("leaver-heater", start, start + 2 * HOUR, 3.0)]
+    path = write_readings(tmp_path / "r.csv", readings)
+    end = start + 2 * HOUR
+    import_readings(database_url, path, now=end + HOUR)
+    deadline = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
+
+    on_the_1st = run_due_deletions(registry, client, now=end + 3 * HOUR, tz=OSLO)
+    sandbox.control.set_clock((end + 3 * HOUR).astimezone(UTC), frozen=True)
+    reports_cli(database_url, "reports", "send", "--due", "--now", (end + 3 * HOUR).isoformat(),
+                sandbox=sandbox)  # fmt: skip
+    before = run_due_deletions(registry, client, now=deadline - timedelta(seconds=1), tz=OSLO)
+    after = run_due_deletions(registry, client, now=deadline, tz=OSLO)
+
+    assert [(r.outcome, r.deadline) for r in on_the_1st] == [("waiting", deadline)]
+    assert [r.outcome for r in before] == ["waiting"]
+    assert [r.outcome for r in after] == ["deleted"]
+    (sent,) = accepted_reports(sandbox, event.event_id)["reports"]
+    assert [p["resourceId"] for p in sent["body"]["payloads"]] == ["leaver-heater"]
+    assert not at_spark(sandbox, "leaver")

@@ -398,7 +398,8 @@ def _enrollment_line(result: dict[str, Any]) -> str:
 @click.option(
     "--at-month-end",
     is_flag=True,
-    help="Delete right after the current month's final reports are sent, not now.",
+    help="Delete once the current month is over at Spark (its deadline in the user's price "
+    "areas and in UTC, plus the grace) and its reports are sent, not now.",
 )
 @click.option("--cancel", is_flag=True, help="Cancel a deletion scheduled with --at-month-end.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -1,10 +1,12 @@
-"""Deleting a user: now, or right after the month's final reports are sent.
+"""Deleting a user: now, or once the month is safely over at Spark.
 
 A user deleted during a month is not compensated for that month (Spark's FAQ): what was
 reported for it counts for nothing. So `spark-partner users delete` first says what is lost,
 and `--at-month-end` offers the alternative: `delete_after_month` is set to the current local
-month (SPARK_TIMEZONE), and `run_due_deletions` (beat, hourly) deletes the user once that
-month has ended in local time and none of its reports is still pending.
+month (SPARK_TIMEZONE), and `run_due_deletions` (beat, hourly) deletes the user only after
+that month's deadline, the end of the month in each of the user's price areas' zones, in
+SPARK_TIMEZONE and in UTC, whichever is last, plus SPARK_REPORT_GRACE (Spark may count the
+month until then), and once none of its reports that concern the user is still on its way.
 
 Deleting calls `DELETE /users/{id}` (404: already gone) and sets `deleted_at`; the rows stay
 for audit, and lists leave deleted users out. Every function takes `now`, so tests decide
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -73,8 +75,9 @@ class DeletionPlan:
         month = month_name(self.month)
         if self.at_month_end:
             return [
-                f"User {self.user_id} will be deleted right after {month}'s final reports are "
-                f"sent ({self.timezone}; {self.reports.pending} report(s) pending now).",
+                f"User {self.user_id} will be deleted after {month}'s deadline at Spark (its "
+                "end in the user's price areas and in UTC, plus the grace) once its reports "
+                f"are sent ({self.timezone}; {self.reports.pending} report(s) pending now).",
                 f"Until then the user stays in the program and is compensated for {month}.",
             ]
         return [
@@ -82,8 +85,8 @@ class DeletionPlan:
             f"({self.timezone}), the current month.",
             f"Lost with it: {self.reports.kwh:g} kWh reported for {month} and "
             f"{self.reports.pending} pending report(s).",
-            f"--at-month-end instead deletes the user right after {month}'s final reports "
-            "are sent.",
+            f"--at-month-end instead deletes the user after {month}'s deadline, once its "
+            "reports are sent.",
         ]
 
     def to_json(self) -> dict[str, Any]:
@@ -111,12 +114,15 @@ def plan_deletion(
 @dataclass(frozen=True)
 class DeletionResult:
     user_id: str
-    # "deleted", "waiting" (reports pending) or "failed"
+    # "deleted", "waiting" (the month's deadline has not passed, or reports are pending) or
+    # "failed"
     outcome: str
     month: date | None = None
     deleted_at: datetime | None = None
     pending: int = 0
     error: str | None = None
+    # The month's last deadline concerning the user (deferred deletions).
+    deadline: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,6 +131,7 @@ class DeletionResult:
             "month": None if self.month is None else f"{self.month:%Y-%m}",
             "deletedAt": self.deleted_at,
             "pendingReports": self.pending,
+            "deadline": None if self.deadline is None else self.deadline.isoformat(),
             "error": self.error,
         }
 
@@ -172,13 +179,36 @@ def cancel_deletion(conn: Connection, user_id: str) -> bool:
         return fetch_one(conn, "cancel_user_deletion", {"user_id": user_id}) is not None
 
 
-def run_due_deletions(
-    conn: Connection, client: SparkClient, *, now: datetime, tz: ZoneInfo
-) -> list[DeletionResult]:
-    """Delete users whose scheduled month has ended in local time and has no pending reports.
+def month_deadline(
+    conn: Connection, user_id: str, month: date, *, tz: ZoneInfo, grace: timedelta
+) -> datetime:
+    """The last deadline of `month` that concerns the user: the month's end in the zones of
+    the user's reports (its price areas), in `tz` and in UTC, whichever is last, plus the
+    grace. The query belongs to the reports ledger (shared/db/reports.sql)."""
+    row = fetch_one(
+        conn,
+        "user_month_deadline",
+        {"user_id": user_id, "month": month, "tz": str(tz), "grace": grace},
+    )
+    assert row is not None
+    deadline: datetime = row["deadline"]
+    return deadline
 
-    A user with pending reports waits for the next run. Spark being unusable stops the run;
-    the users left are still scheduled, so the next run picks them up.
+
+def run_due_deletions(
+    conn: Connection,
+    client: SparkClient,
+    *,
+    now: datetime,
+    tz: ZoneInfo,
+    grace: timedelta = timedelta(hours=24),
+) -> list[DeletionResult]:
+    """Delete users whose scheduled month is safely over: its deadline (month_deadline) has
+    passed and none of its reports concerning the user is still on its way.
+
+    A user whose month is not over yet at Spark, or with pending reports, waits for the next
+    run. Spark being unusable stops the run; the users left are still scheduled, so the next
+    run picks them up.
     """
     current = local_month(now, tz)
     with conn.transaction():
@@ -188,9 +218,14 @@ def run_due_deletions(
         user_id: str = row["user_id"]
         month: date = row["delete_after_month"]
         with conn.transaction():
+            deadline = month_deadline(conn, user_id, month, tz=tz, grace=grace)
             reports = month_reports(conn, user_id, month)
-        if reports.pending:
-            results.append(DeletionResult(user_id, "waiting", month, pending=reports.pending))
+        if now < deadline or reports.pending:
+            results.append(
+                DeletionResult(
+                    user_id, "waiting", month, pending=reports.pending, deadline=deadline
+                )
+            )
             continue
         try:
             result = delete_user(conn, client, user_id, now=now)
@@ -199,6 +234,13 @@ def run_due_deletions(
             results.append(DeletionResult(user_id, "failed", month, error=str(exc)))
             break
         results.append(
-            DeletionResult(user_id, result.outcome, month, result.deleted_at, error=result.error)
+            DeletionResult(
+                user_id,
+                result.outcome,
+                month,
+                result.deleted_at,
+                error=result.error,
+                deadline=deadline,
+            )
         )
     return results

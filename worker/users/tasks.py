@@ -110,7 +110,9 @@ def run_due_deletions(*, now: str | None = None) -> dict[str, Any]:
         log.info("month-end deletions skipped: no Spark API configured")
         return {"skipped": "Spark API not configured"}
     with connection(settings.database_url) as conn, SparkClient.from_settings(settings) as client:
-        results = deletion.run_due_deletions(conn, client, now=when, tz=settings.timezone)
+        results = deletion.run_due_deletions(
+            conn, client, now=when, tz=settings.timezone, grace=settings.report_grace
+        )
     for result in results:
         log.info("month-end deletion of user %s: %s", result.user_id, result.outcome)
     return {"results": [r.to_json() for r in results]}
