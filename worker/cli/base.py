@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -72,12 +73,15 @@ def print_json(value: Any) -> None:
 def main(env_file: Path) -> None:
     """Operate the Spark partner service."""
     load_dotenv_into_environ(env_file)
-    try:
-        # The root logger keeps its level (WARNING unless set): the commands print their own
-        # results, and log lines are for what went wrong.
-        configure_logging("cli", level=None)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    # Run inside a program that has set up logging already (a test runner), leave it be: its
+    # handlers receive the records, and none is added next to them.
+    if not logging.getLogger().handlers:
+        try:
+            # The root logger keeps its level (WARNING unless set): the commands print their
+            # own results, and log lines are for what went wrong.
+            configure_logging("cli", level=None)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 def spark_client() -> SparkClient:
