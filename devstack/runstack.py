@@ -332,8 +332,48 @@ def sandbox_command(plan: Plan, emit_every: float) -> str:
     return shlex.join(args)
 
 
-def runtime_procfile(repo_procfile: Path, plan: Plan, emit_every: float) -> str:
-    """The repository's Procfile, plus the sandbox when this run has one.
+def flower_command(port: int) -> str:
+    # Loopback only: Flower has no authentication here.
+    return shlex.join(
+        ["celery", "-A", "worker.app", "flower", "--address=127.0.0.1", f"--port={port}"]
+    )
+
+
+@dataclass(frozen=True)
+class OperationsPorts:
+    """Where Flower and the metrics listen in this run: the usual ports when free."""
+
+    flower: int
+    worker_metrics: int
+    metrics: int
+
+    @classmethod
+    def choose(cls, environ: Mapping[str, str]) -> OperationsPorts:
+        def pick(name: str, usual: int) -> int:
+            given = environ.get(name, "").strip()
+            if given:
+                return int(given)
+            return usual if not port_open("127.0.0.1", usual) else free_port()
+
+        return cls(
+            flower=pick("FLOWER_PORT", 5555),
+            worker_metrics=pick("WORKER_METRICS_PORT", 9101),
+            metrics=pick("METRICS_PORT", 9102),
+        )
+
+    def environment(self) -> dict[str, str]:
+        """For the worker and serve-metrics, which read these settings."""
+        return {
+            "WORKER_METRICS_PORT": str(self.worker_metrics),
+            "METRICS_PORT": str(self.metrics),
+        }
+
+
+def runtime_procfile(
+    repo_procfile: Path, plan: Plan, emit_every: float, *, flower_port: int | None = None
+) -> str:
+    """The repository's Procfile, plus the sandbox when this run has one, plus Flower on
+    loopback when given a port.
 
     honcho gives the first process type the base PORT: `web` must come first.
     """
@@ -342,6 +382,8 @@ def runtime_procfile(repo_procfile: Path, plan: Plan, emit_every: float) -> str:
         raise ConfigError(f"{repo_procfile}: the first process must be `web`")
     if plan.sandbox_port is not None:
         entries.append(("sandbox", sandbox_command(plan, emit_every)))
+    if flower_port is not None:
+        entries.append(("flower", flower_command(flower_port)))
     last_port = plan.port + HONCHO_PORT_STEP * (len(entries) - 1)
     if last_port > 65535:
         raise ConfigError(
@@ -421,7 +463,13 @@ def stop_honcho(process: subprocess.Popen[bytes], say: Say = _say) -> None:
 
 
 def banner(
-    plan: Plan, env_file: Path, bin_dir: Path, webhook_id: str | None, emit_every: float
+    plan: Plan,
+    env_file: Path,
+    bin_dir: Path,
+    webhook_id: str | None,
+    emit_every: float,
+    *,
+    ports: OperationsPorts | None = None,
 ) -> str:
     cli = _relative(bin_dir / "spark-partner")
     honcho = _relative(bin_dir / "honcho")
@@ -448,7 +496,15 @@ def banner(
             f"            {cli}{cli_option} webhooks register --url https://<public host>"
             f"{WEBHOOK_PATH}",
         ]
+    if ports is not None:
+        lines += [
+            f"  flower    http://127.0.0.1:{ports.flower}/",
+            f"  metrics   {plan.ingress_url}/metrics   (ingress)",
+            f"            http://127.0.0.1:{ports.worker_metrics}/metrics   (worker)",
+            f"            http://127.0.0.1:{ports.metrics}/metrics   (ledgers, queues, beat)",
+        ]
     lines += [
+        f"  status    {cli}{cli_option} status",
         f"  events    {cli}{cli_option} events list --json",
         f"  queues    {honcho} run{env_option} {celery} -A worker.app inspect active",
         f"            {honcho} run{env_option} {celery} -A worker.app inspect reserved",
@@ -524,7 +580,8 @@ def run_stack(
                 say(str(exc))
                 return 1
             plan = plan_settings(settings, services, read_dotenv(env_file), free_port())
-            env = process_environment(environ, plan.values, bin_dir)
+            ports = OperationsPorts.choose(environ)
+            env = process_environment(environ, {**plan.values, **ports.environment()}, bin_dir)
 
             say("applying migrations")
             subprocess.run(
@@ -534,7 +591,10 @@ def run_stack(
             )
             write_env_file(env_file, plan.values)
             runtime = state_dir / "Procfile"
-            runtime.write_text(runtime_procfile(procfile, plan, emit_every), encoding="utf-8")
+            runtime.write_text(
+                runtime_procfile(procfile, plan, emit_every, flower_port=ports.flower),
+                encoding="utf-8",
+            )
 
             honcho = subprocess.Popen(
                 [
@@ -554,7 +614,7 @@ def run_stack(
             if plan.sandbox_port is not None:
                 wait_until_listening(plan.sandbox_port, honcho, "sandbox")
                 webhook_id = register_sandbox_webhook(plan)
-            say(banner(plan, env_file, bin_dir, webhook_id, emit_every))
+            say(banner(plan, env_file, bin_dir, webhook_id, emit_every, ports=ports))
             return honcho.wait()
     except (KeyboardInterrupt, Interrupted):
         return 130

@@ -195,9 +195,10 @@ class Settings:
     # when it changes, and `webhooks rotate-secret` rewrites it (shared/webhook_secrets.py).
     webhook_secrets_file: Path | None = None
     curves: CurveSettings = field(default_factory=CurveSettings)
-    # Prometheus: the worker's own port (0: none) and the address the worker and
-    # `serve-metrics` bind.
+    # Prometheus: the worker's own port (0: none), `serve-metrics`'s port, and the address
+    # both bind.
     worker_metrics_port: int = 9101
+    metrics_port: int = 9102
     metrics_host: str = "127.0.0.1"
 
     @property
@@ -353,6 +354,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         spark_rate_limit=rate_limit,
         curves=load_curve_settings(env),
         worker_metrics_port=_port(env, "WORKER_METRICS_PORT", 9101, allow_zero=True),
+        metrics_port=_port(env, "METRICS_PORT", 9102),
         metrics_host=env.string("METRICS_HOST") or "127.0.0.1",
         webhook_secrets_file=(
             Path(path) if (path := env.string("SPARK_WEBHOOK_SECRETS_FILE")) else None

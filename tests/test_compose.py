@@ -67,7 +67,7 @@ def test_it_knows_the_settings_of_shared_config() -> None:
     assert {"DATABASE_URL", "DATABASE_URL_FILE", "REDIS_URL", "PORT"} <= known_settings()
 
 
-@pytest.mark.parametrize("process", ["web", "worker", "beat"])
+@pytest.mark.parametrize("process", ["web", "worker", "beat", "metrics"])
 def test_it_runs_the_procfile_commands(process: str) -> None:
     command = argv(services()[process])
 
@@ -106,7 +106,7 @@ def test_it_sets_only_settings_that_shared_config_reads() -> None:
     assert interpolated - known - COMPOSE_ONLY_VARIABLES == set()
 
 
-@pytest.mark.parametrize("process", ["web", "worker", "beat", "flower", "migrate"])
+@pytest.mark.parametrize("process", ["web", "worker", "beat", "flower", "metrics", "migrate"])
 def test_it_points_the_processes_at_the_compose_services(process: str) -> None:
     environment = services()[process]["environment"]
 
@@ -118,7 +118,7 @@ def test_it_points_the_processes_at_the_compose_services(process: str) -> None:
 
 def test_it_starts_the_processes_after_the_schema_and_the_broker() -> None:
     all_services = services()
-    for process in ("web", "worker", "beat", "flower"):
+    for process in ("web", "worker", "beat", "flower", "metrics"):
         depends_on = all_services[process]["depends_on"]
         assert depends_on["migrate"]["condition"] == "service_completed_successfully"
         assert depends_on["redis"]["condition"] == "service_healthy"
@@ -143,3 +143,18 @@ def test_it_declares_every_named_volume_it_mounts() -> None:
             source = volume.split(":")[0]
             if not source.startswith((".", "/")):
                 assert source in declared, f"{name} mounts undeclared volume {source}"
+
+
+@pytest.mark.parametrize("process", ["web", "worker", "beat", "metrics"])
+def test_it_checks_the_health_of_every_long_running_process(process: str) -> None:
+    assert services()[process]["healthcheck"]["test"]
+
+
+def test_it_checks_that_this_worker_node_answers_ping_and_that_beat_ticks() -> None:
+    worker = " ".join(services()["worker"]["healthcheck"]["test"])
+    assert "inspect ping -d celery@$$HOSTNAME" in worker
+    assert services()["beat"]["healthcheck"]["test"][1:4] == [
+        "/venv/bin/python",
+        "-m",
+        "worker.ops.beat",
+    ]

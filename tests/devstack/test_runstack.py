@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -21,7 +22,9 @@ from honcho.environ import parse_procfile
 
 from devstack.runstack import (
     SANDBOX_CLIENT_ID,
+    OperationsPorts,
     Services,
+    banner,
     format_env_file,
     plan_settings,
     postgres_reachable,
@@ -426,3 +429,30 @@ def test_it_runs_the_stack_until_interrupted_and_then_stops_everything(
         time.sleep(0.2)
     assert [pid for pid in started if _alive(pid)] == []
     assert [port for port in ports if port and port_open("127.0.0.1", port)] == []
+
+
+def test_it_runs_flower_on_loopback_and_prints_where_flower_and_the_metrics_are() -> None:
+    plan = plan_settings(load_settings({"PORT": "8200"}), no_services(), {}, free_port())
+    ports = OperationsPorts(flower=5999, worker_metrics=9301, metrics=9302)
+
+    runtime = parse_procfile(runtime_procfile(REPO / "Procfile", plan, 20, flower_port=5999))
+    shown = banner(plan, Path(".env"), REPO / ".venv" / "bin", "wh-1", 20, ports=ports)
+
+    assert shlex.split(runtime.processes["flower"]) == [
+        "celery", "-A", "worker.app", "flower", "--address=127.0.0.1", "--port=5999",
+    ]  # fmt: skip
+    assert "flower    http://127.0.0.1:5999/" in shown
+    assert "http://127.0.0.1:9301/metrics" in shown
+    assert "http://127.0.0.1:9302/metrics" in shown
+    assert ports.environment() == {"WORKER_METRICS_PORT": "9301", "METRICS_PORT": "9302"}
+
+
+def test_it_takes_the_operations_ports_given_and_a_free_one_for_a_busy_usual_port() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        chosen = OperationsPorts.choose({"FLOWER_PORT": "6001", "WORKER_METRICS_PORT": "0"})
+    assert chosen.flower == 6001
+    assert chosen.worker_metrics == 0
+    assert chosen.metrics != port

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import redis
 from tests.fixtures.services import REPO, worker_env
 from tests.waiting import wait_for
 from worker.ops.beat import BEAT_HEARTBEAT_KEY, last_beat_tick
+from worker.ops.beat import main as beat_main
 
 
 @pytest.mark.slow
@@ -46,3 +48,15 @@ def test_it_reads_no_tick_from_a_garbled_heartbeat(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     client.set(BEAT_HEARTBEAT_KEY, "not a time")
     assert last_beat_tick(client) is None
+
+
+def test_it_tells_a_health_check_whether_beat_ticked_lately(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    client = redis.Redis.from_url(redis_url)
+    assert beat_main(["--max-age", "60"]) == 1
+    client.set(BEAT_HEARTBEAT_KEY, repr(time.time() - 90))
+    assert beat_main(["--max-age", "60"]) == 1
+    client.set(BEAT_HEARTBEAT_KEY, repr(time.time() - 5))
+    assert beat_main(["--max-age", "60"]) == 0

@@ -8,8 +8,6 @@ import click
 
 from worker.cli.base import print_json, settings_or_fail
 
-DEFAULT_METRICS_PORT = 9102
-
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -33,8 +31,8 @@ def status(as_json: bool) -> None:
 
 @click.command("serve-metrics")
 @click.option("--host", default=None, help="Address to bind (default: METRICS_HOST).")
-@click.option("--port", default=DEFAULT_METRICS_PORT, show_default=True, type=int)
-def serve_metrics(host: str | None, port: int) -> None:
+@click.option("--port", default=None, type=int, help="Port (default: METRICS_PORT, 9102).")
+def serve_metrics(host: str | None, port: int | None) -> None:
     """Serve the ledgers, queues and beat's heartbeat as Prometheus metrics, read at each
     scrape from PostgreSQL and Redis, on http://HOST:PORT/metrics."""
     from prometheus_client import CollectorRegistry, start_http_server
@@ -46,6 +44,8 @@ def serve_metrics(host: str | None, port: int) -> None:
     registry = CollectorRegistry()
     registry.register(LedgerCollector(lambda now: snapshot_now(settings, now)))
     address = host or settings.metrics_host
-    server, thread = start_http_server(port, address, registry)
+    server, thread = start_http_server(
+        settings.metrics_port if port is None else port, address, registry
+    )
     click.echo(f"serving metrics on http://{address}:{server.server_port}/metrics", err=True)
     thread.join()

@@ -42,3 +42,33 @@ def last_beat_tick(client: redis.Redis) -> datetime | None:
         return datetime.fromtimestamp(float(raw), UTC)
     except ValueError:
         return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m worker.ops.beat --max-age 60`: exit 0 when beat ticked within the last 60 s,
+    1 otherwise. The health check of compose's beat service."""
+    import argparse
+
+    from shared.config import load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m worker.ops.beat", description=main.__doc__)
+    parser.add_argument("--max-age", type=float, default=60.0, help="seconds (default 60)")
+    args = parser.parse_args(argv)
+    client = redis.Redis.from_url(load_settings().redis_url, socket_timeout=5)
+    try:
+        tick = last_beat_tick(client)
+    except redis.RedisError as exc:
+        print(f"cannot read beat's heartbeat: {exc}")  # noqa: T201
+        return 1
+    finally:
+        client.close()
+    if tick is None:
+        print("beat has never ticked")  # noqa: T201
+        return 1
+    age = (datetime.now(UTC) - tick).total_seconds()
+    print(f"beat ticked {age:.0f} s ago")  # noqa: T201
+    return 0 if age <= args.max_age else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
