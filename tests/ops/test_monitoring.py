@@ -70,7 +70,9 @@ def full_snapshot() -> Snapshot:
         months=[
             MonthDeadline(
                 month=date(2026, 3, 1),
+                zone="Europe/Oslo",
                 deadline=now + timedelta(days=3),
+                aim=now + timedelta(days=3),
                 final_sweeps_from=now + timedelta(days=2),
                 counts={status: 1 for status in STATUSES},
                 time_left=timedelta(days=3),

@@ -19,7 +19,6 @@ from worker.ops.beat import last_beat_tick
 from worker.ops.marks import DELIVERY_LOG_CHECK, Mark, marks
 from worker.ops.queues import QueueState, queue_states
 from worker.reports.deadlines import (
-    OPEN_STATUSES,
     MonthDeadline,
     describe_time_left,
     month_deadlines,
@@ -366,7 +365,7 @@ def _ledger_lines(snapshot: Snapshot, settings: Settings) -> list[Line]:
     )
 
     for month in snapshot.months:
-        lines.append(_month_line(month))
+        lines.append(_month_line(month, now))
 
     lines.append(
         Line(
@@ -452,23 +451,24 @@ def _curve_line(snapshot: Snapshot, settings: Settings) -> Line:
     return Line("tomorrow's curve", level, summary, data)
 
 
-def _month_line(month: MonthDeadline) -> Line:
+def _month_line(month: MonthDeadline, now: datetime) -> Line:
     counts = {status: n for status, n in month.counts.items() if n}
     described = ", ".join(f"{status} {n}" for status, n in counts.items()) or "none"
-    left = month.time_left
+    # Spark does not say whether it counts the month in the area's zone or in UTC: the
+    # earlier of the two ends (the aim the sweeps work to) is the one that can be missed.
+    left = month.aim - now
     if month.counts["missed"] or (month.open and left <= REPORT_ACT_BEFORE):
         level = ACT
     elif (month.open and left <= REPORT_WARN_BEFORE) or month.counts["rejected"]:
         level = WARN
     else:
         level = OK
-    deadline = f"; deadline {month.deadline.isoformat()}, {describe_time_left(left)}"
-    unsent = sum(month.counts[s] for s in OPEN_STATUSES)
+    deadline = f"; deadline {month.aim.isoformat()}, {describe_time_left(left)}"
     return Line(
-        f"reports {month.month:%Y-%m}",
+        f"reports {month.month:%Y-%m} {month.zone}",
         level,
-        described + (deadline if unsent else ""),
-        month.to_json(),
+        described + (deadline if month.open else ""),
+        {**month.to_json(), "secondsToAim": left.total_seconds()},
     )
 
 

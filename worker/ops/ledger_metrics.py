@@ -153,21 +153,23 @@ def metrics_of(snapshot: Snapshot) -> Iterator[Metric]:  # noqa: PLR0912, PLR091
         snapshot.compensation_problems,
     )
 
-    reports = _gauge("reports", "Reports by status and local month.", ["status", "month"])
+    reports = _gauge(
+        "reports", "Reports by status, local month and zone.", ["status", "month", "zone"]
+    )
     deadline = _gauge(
         "report_deadline_seconds",
-        "Seconds to the month's report deadline (negative once passed), for months with "
-        "unsent reports.",
-        ["month"],
+        "Seconds to the month's report deadline (the earlier of its end in the zone and in UTC, "
+        "plus the grace; negative once passed), for months with unsent reports.",
+        ["month", "zone"],
     )
     nearest: float | None = None
     for month in snapshot.months:
         label = f"{month.month:%Y-%m}"
         for status in STATUSES:
-            reports.add_metric([status, label], month.counts[status])
+            reports.add_metric([status, label, month.zone], month.counts[status])
         if any(month.counts[status] for status in OPEN_STATUSES):
-            left = month.time_left.total_seconds()
-            deadline.add_metric([label], left)
+            left = (month.aim - snapshot.now).total_seconds()
+            deadline.add_metric([label, month.zone], left)
             nearest = left if nearest is None else min(nearest, left)
     yield reports
     yield deadline
