@@ -27,7 +27,7 @@ from sandbox.emitter import DemoEmitter
 from sandbox.neighbourhoods import NeighbourhoodMap
 from sandbox.partner_data import bulk_add_users, simulate_partner_data
 from sandbox.report_faults import ReportFaults
-from sandbox.reports import Report, ReportBook, check_report
+from sandbox.reports import Report, ReportBook, check_report, check_targets_known
 from sandbox.simulation import (
     PriceCurveRequest,
     price_curve_payload,
@@ -212,6 +212,7 @@ class Sandbox:
             timezone=self.timezone,
             grace_seconds=self.config.report_grace_seconds,
         )
+        check_targets_known(usages, self.directory)
         report = Report(
             report_id=self.new_id(),
             event_id=event_id,

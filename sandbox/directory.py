@@ -148,6 +148,22 @@ class UserDirectory:
         with self._lock:
             return list(self._deleted)
 
+    def deleted_owner(self, resource_id: str, location_id: str) -> DeletedUser | None:
+        """The deleted user a resource or location belonged to, unless it is in use again."""
+        with self._lock:
+            if resource_id in self._resources or location_id in self._locations:
+                return None
+            for deleted in reversed(self._deleted):
+                if any(r.resource_id == resource_id for r in deleted.resources) or any(
+                    loc.location_id == location_id for loc in deleted.locations
+                ):
+                    return deleted
+            return None
+
+    def find_location(self, location_id: str) -> Location | None:
+        with self._lock:
+            return self._locations.get(location_id)
+
     # Locations
 
     def add_locations(self, locations: Sequence[Location], now: datetime) -> list[Location]:

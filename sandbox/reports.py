@@ -16,6 +16,13 @@ A report (`PostReportRequest`) answers one `PriceCurve` event. The sandbox accep
   sandbox's time zone, plus the grace. The event's month is the local month of its first
   point (of its creation time when it has none).
 
+Beyond the documented rules, the sandbox refuses (400, naming the resource) a payload whose
+resource or location belonged to a user deleted since, and a payload whose `meterPointId` is
+not one of its location's meter point ids (when the location has any). This is our model of
+Spark, not documented Spark behaviour: Spark's compensation feedback has a problem type for a
+mismatched meter (`CompensationMpidDoesNotMatchLocation`), which suggests it may accept such
+a payload and block its compensation instead.
+
 Anything else is a 400 with a message saying what is wrong. A second report for the same
 event is accepted and kept beside the first (both are listed and counted); compensation uses
 the latest one per event, resource and location.
@@ -35,6 +42,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sandbox.clock import parse_timestamp, spark_timestamp
+from sandbox.directory import UserDirectory
 from sandbox.state import Event, JSONObject
 
 ENERGY_USAGE = "EnergyUsage"
@@ -235,6 +243,31 @@ def check_report(
     usages = [_check_payload(p, n, event) for n, p in enumerate(payloads)]
     _check_distinct((u.resource_id, u.location_id) for u in usages)
     return event_id, usages
+
+
+def check_targets_known(usages: list[EnergyUsage], directory: UserDirectory) -> None:
+    """Our model of what Spark does with payloads it cannot credit (see the module's
+    docstring): ReportRejected naming the first offending resource."""
+    for index, usage in enumerate(usages):
+        where = f"payloads[{index}]"
+        deleted = directory.deleted_owner(usage.resource_id, usage.location_id)
+        if deleted is not None:
+            raise ReportRejected(
+                f"{where}: resource {usage.resource_id} at location {usage.location_id} "
+                f"belongs to user {deleted.user.user_id}, which was deleted."
+            )
+        location = directory.find_location(usage.location_id)
+        mpid = usage.meter_point_id
+        if (
+            mpid is not None
+            and location is not None
+            and location.meter_point_ids
+            and mpid not in location.meter_point_ids
+        ):
+            raise ReportRejected(
+                f"{where}: meterPointId {mpid} of resource {usage.resource_id} is not one of "
+                f"the meter point ids of location {usage.location_id}."
+            )
 
 
 def _check_payload(payload: Any, index: int, event: PriceCurveEvent) -> EnergyUsage:

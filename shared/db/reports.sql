@@ -177,8 +177,9 @@ DELETE FROM report_exclusions WHERE event_id = %(event_id)s AND reason <> 'refus
 -- name: leave_out_unacceptable_targets
 -- Before a build: targets Spark cannot accept are left out, with the reason. Their user was
 -- deleted at Spark (the resource's or the location's), or the resource's meterPointId is not
--- one of its location's MPIDs (import and sync refuse such a resource; this catches what was
--- stored before). Targets the registry does not know are sent: Spark may know them.
+-- one of its location's MPIDs where the location has any (import and sync refuse such a
+-- resource; this catches what was stored before; a location without MPIDs is Spark's
+-- MissingMpidOnLocation, fixed by adding one, so the payload goes). Targets the registry does not know are sent: Spark may know them.
 INSERT INTO report_exclusions (event_id, resource_id, location_id, reason, detail, recorded_at)
 SELECT t.event_id, t.resource_id, t.location_id,
        CASE WHEN coalesce(ru.deleted_at, lu.deleted_at) IS NOT NULL THEN 'user_deleted'
@@ -198,7 +199,7 @@ LEFT JOIN users lu ON lu.user_id = loc.user_id
 WHERE t.event_id = %(event_id)s
   AND (ru.deleted_at IS NOT NULL
        OR lu.deleted_at IS NOT NULL
-       OR (res.meter_point_id IS NOT NULL AND loc.location_id IS NOT NULL
+       OR (res.meter_point_id IS NOT NULL AND cardinality(loc.meter_point_ids) > 0
            AND NOT (res.meter_point_id = ANY (loc.meter_point_ids))))
 ON CONFLICT (event_id, resource_id, location_id) DO NOTHING;
 
@@ -584,3 +585,47 @@ SELECT greatest(
                   SELECT 1 FROM price_curve_targets t JOIN mine m USING (resource_id)
                   WHERE t.event_id = r.event_id))
        ) + %(grace)s::interval AS deadline;
+
+-- name: report_part_payloads
+-- The targets one report carries, to find those Spark's refusal names.
+SELECT resource_id, location_id
+FROM report_payloads
+WHERE event_id = %(event_id)s AND part = %(part)s
+ORDER BY resource_id, location_id;
+
+-- name: set_aside_payloads
+-- Spark refused a report (4xx: nothing reached it) naming some of its payloads: those are set
+-- aside with Spark's answer, and the rest (%(body)s, NULL when nothing is left) is due again
+-- now, under an idempotency key of its own.
+WITH named AS (
+    SELECT *
+    FROM unnest(%(resource_ids)s::text[], %(location_ids)s::text[]) AS n(resource_id, location_id)
+), recorded AS (
+    INSERT INTO report_exclusions (event_id, resource_id, location_id, reason, detail, recorded_at)
+    SELECT %(event_id)s, resource_id, location_id, 'refused_by_spark', %(message)s, %(now)s
+    FROM named
+    ON CONFLICT (event_id, resource_id, location_id) DO UPDATE
+    SET reason = EXCLUDED.reason, detail = EXCLUDED.detail, recorded_at = EXCLUDED.recorded_at
+    RETURNING 1
+), dropped AS (
+    DELETE FROM report_payloads p
+    USING named n
+    WHERE p.event_id = %(event_id)s
+      AND p.part = %(part)s
+      AND p.resource_id = n.resource_id
+      AND p.location_id = n.location_id
+    RETURNING p.kwh, p.points
+)
+UPDATE reports r
+SET status = CASE WHEN %(body)s::text IS NULL THEN 'empty' ELSE 'due' END,
+    body = %(body)s::text,
+    idempotency_key = r.event_id || '/' || r.part || '/' || md5(coalesce(%(body)s::text, '')),
+    payload_count = r.payload_count - (SELECT count(*) FROM dropped),
+    point_count = r.point_count - (SELECT coalesce(sum(points), 0) FROM dropped),
+    total_kwh = r.total_kwh - (SELECT coalesce(sum(kwh), 0) FROM dropped),
+    next_attempt_at = CASE WHEN %(body)s::text IS NULL THEN NULL ELSE %(now)s END,
+    lease_until = NULL,
+    last_error = 'set aside ' || (SELECT count(*) FROM recorded) || ' payload(s) Spark refused',
+    updated_at = %(now)s
+WHERE r.id = %(id)s AND r.status = 'sending' AND r.attempts = %(attempt)s
+RETURNING r.id, r.status;

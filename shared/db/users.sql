@@ -109,6 +109,32 @@ FROM staged_resources r
 JOIN resources x USING (resource_id)
 WHERE x.user_id <> r.user_id;
 
+-- name: import_check_resource_meter_point
+-- A resource's meterPointId must be one of its location's MPIDs (as this file describes the
+-- location, else as the registry has it) where the location has any: Spark would not credit
+-- it (reports leave such a payload out), so it is refused here and fixed at the source.
+WITH described AS (
+    SELECT DISTINCT ON (location_id) location_id, meter_point_ids
+    FROM staged_locations
+    WHERE describes
+    ORDER BY location_id, row_no
+)
+INSERT INTO staged_row_errors (row_no, message)
+SELECT r.row_no, format('resource %s: meterPointId %s is not one of the meter point ids of '
+                        'location %s (%s)', r.resource_id, r.meter_point_id, r.location_id,
+                        array_to_string(m.ids, ', '))
+FROM staged_resources r
+CROSS JOIN LATERAL (
+    SELECT coalesce(
+               (SELECT d.meter_point_ids FROM described d WHERE d.location_id = r.location_id),
+               (SELECT x.meter_point_ids FROM locations x WHERE x.location_id = r.location_id))
+           AS ids
+) m
+WHERE r.meter_point_id IS NOT NULL
+  AND r.location_id IS NOT NULL
+  AND cardinality(m.ids) > 0
+  AND NOT (r.meter_point_id = ANY (m.ids));
+
 -- name: import_drop_error_rows
 -- A bad row is left out whole: its user, location and resource records alike.
 WITH dropped_users AS (

@@ -427,3 +427,38 @@ def test_it_runs_one_import_at_a_time(database_url: str, tmp_path: Path) -> None
     assert "another import is running" in busy.stderr
     assert rows(database_url, "SELECT user_id FROM users") == []
     assert cli(database_url, "users", "import", str(path), "--no-sync").exit_code == 0
+
+
+def test_it_refuses_a_resource_whose_meter_point_is_not_its_locations(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Spark would not credit such a resource: its reports' payloads would be left out.
+    execute(database_url, "INSERT INTO users (user_id) VALUES ('owner')")
+    execute(database_url, "INSERT INTO locations (location_id, user_id, meter_point_ids)"
+            " VALUES ('known', 'owner', %s)", ([MPID_A],))  # fmt: skip
+    path = write_csv(
+        tmp_path / "users.csv",
+        [
+            {"user_id": "u", "location_id": "home", "meter_point_ids": MPID_A,
+             "resource_id": "ok", "resource_type": "Charger", "meter_point_id": MPID_A},  # 2
+            {"user_id": "u", "location_id": "home",
+             "resource_id": "wrong", "resource_type": "Charger", "meter_point_id": MPID_B},  # 3
+            {"user_id": "owner", "location_id": "known",
+             "resource_id": "stale", "resource_type": "HVAC", "meter_point_id": MPID_B},  # 4
+        ],
+    )  # fmt: skip
+
+    result = cli(database_url, "users", "import", str(path), "--no-sync", "--json")
+
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)["import"]
+    errors = {error["row"]: error["message"] for error in report["errors"]}
+    assert errors == {
+        3: f"resource wrong: meterPointId {MPID_B} is not one of the meter point ids of "
+        f"location home ({MPID_A})",
+        4: f"resource stale: meterPointId {MPID_B} is not one of the meter point ids of "
+        f"location known ({MPID_A})",
+    }
+    assert [r["resource_id"] for r in rows(database_url, "SELECT resource_id FROM resources")] == [
+        "ok"
+    ]

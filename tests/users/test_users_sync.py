@@ -20,6 +20,7 @@ from tests.users.helpers import (
     calls,
     cli,
     cli_json,
+    execute,
     rows,
     user_document,
     write_json,
@@ -260,3 +261,22 @@ def spark_client(sandbox: SandboxHandle) -> SparkClient:
     return SparkClient(
         sandbox.base_url, sandbox.token_url, sandbox.client_id, sandbox.client_secret
     )
+
+
+def test_it_does_not_push_a_resource_whose_meter_point_is_not_its_locations(
+    sandbox: SandboxHandle, database_url: str, tmp_path: Path
+) -> None:
+    import_users(database_url, tmp_path, REGISTRY[:2])
+    # Changed in the registry behind the import's back.
+    execute(database_url, "UPDATE resources SET meter_point_id = %s WHERE resource_id = 'u-1-tank'",
+            (OTHER_MPID,))  # fmt: skip
+
+    result = cli(database_url, "users", "sync", "--json", sandbox=sandbox)
+
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["errors"] == [
+        f"resource u-1-tank: meterPointId {OTHER_MPID} is not one of the meter point ids of "
+        f"location u-1-home ({ELIGIBLE_MPID}); fix the resource or the location"
+    ]
+    assert sandbox.api("GET", "/resources/u-1-tank").status_code == 404

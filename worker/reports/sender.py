@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,7 +35,7 @@ from urllib3.exceptions import NewConnectionError
 
 from shared import logging as logs
 from shared.config import Settings
-from shared.db import Connection, execute, fetch_one
+from shared.db import Connection, execute, fetch_all, fetch_one
 from shared.spark_api import (
     SparkAuthError,
     SparkClient,
@@ -103,7 +104,8 @@ class SendResult:
     event_id: str
     part: int
     attempt: int
-    # sent | rejected | retrying | empty | lost (the row moved on while this attempt ran)
+    # sent | rejected | retrying | empty | lost (the row moved on while this attempt ran) |
+    # set_aside (Spark refused payloads it named; they are set aside, the rest is due again)
     status: str
     retry_at: datetime | None = None
     error: str | None = None
@@ -250,14 +252,18 @@ def send_one(
 def _record(
     conn: Connection, row: Any, attempt: int, answer: Answer, *, now: datetime
 ) -> SendResult:
-    report_id, event_id, part = int(row["id"]), row["event_id"], int(row["part"])
-    ids = {"id": report_id, "attempt": attempt, "now": now}
+    """Record one attempt's answer: the attempt's row, then the report's, by outcome."""
+    record = {"accepted": _record_accepted, "rejected": _record_rejected}.get(
+        answer.outcome, _record_retry
+    )
     with conn.transaction():
         execute(
             conn,
             "finish_report_attempt",
             {
-                **ids,
+                "id": int(row["id"]),
+                "attempt": attempt,
+                "now": now,
                 "outcome": answer.outcome,
                 "http_status": answer.http_status,
                 "error": answer.error,
@@ -265,81 +271,185 @@ def _record(
                 "spark_report_id": answer.spark_report_id,
             },
         )
-        if answer.outcome == "accepted":
-            updated = fetch_one(
-                conn,
-                "record_report_accepted",
-                {
-                    **ids,
-                    "spark_report_id": answer.spark_report_id,
-                    "spark_created_at": answer.spark_created_at,
-                },
-            )
-            status = "sent"
-        elif answer.outcome == "rejected":
-            updated = fetch_one(
-                conn,
-                "record_report_rejected",
-                {
-                    **ids,
-                    "http_status": answer.http_status,
-                    "message": answer.response,
-                    "error": answer.error,
-                },
-            )
-            status = "rejected"
-        else:
-            retry_at = now + timedelta(seconds=backoff(attempt, answer.retry_after))
-            updated = fetch_one(
-                conn,
-                "record_report_retry",
-                {
-                    **ids,
-                    "next_attempt_at": retry_at,
-                    "error": answer.error,
-                    "ambiguous": answer.outcome == "unknown",
-                },
-            )
-            status = "retrying"
-    if updated is None:
+        result = record(conn, row, attempt, answer, now=now)
+    if result.status == "lost":
         log.warning(
             "report %s attempt %s ended %s after the report had moved on (lease expired?)",
-            report_id,
+            result.report_id,
             attempt,
             answer.outcome,
         )
-        return SendResult(report_id, event_id, part, attempt, "lost", error=answer.error)
-    if status == "sent":
-        log.info("event %s part %s sent as Spark report %s", event_id, part, answer.spark_report_id)
-        return SendResult(report_id, event_id, part, attempt, "sent")
-    if status == "rejected":
-        log.error(
-            "event %s part %s rejected by Spark (%s): %s",
-            event_id,
-            part,
-            answer.http_status,
-            answer.response,
+    return result
+
+
+def _result(row: Any, attempt: int, status: str, **extra: Any) -> SendResult:
+    return SendResult(int(row["id"]), row["event_id"], int(row["part"]), attempt, status, **extra)
+
+
+def _record_accepted(
+    conn: Connection, row: Any, attempt: int, answer: Answer, *, now: datetime
+) -> SendResult:
+    updated = fetch_one(
+        conn,
+        "record_report_accepted",
+        {
+            "id": int(row["id"]),
+            "attempt": attempt,
+            "now": now,
+            "spark_report_id": answer.spark_report_id,
+            "spark_created_at": answer.spark_created_at,
+        },
+    )
+    if updated is None:
+        return _result(row, attempt, "lost", error=answer.error)
+    log.info(
+        "event %s part %s sent as Spark report %s",
+        row["event_id"],
+        row["part"],
+        answer.spark_report_id,
+    )
+    return _result(row, attempt, "sent")
+
+
+def _record_rejected(
+    conn: Connection, row: Any, attempt: int, answer: Answer, *, now: datetime
+) -> SendResult:
+    """A 4xx: nothing reached Spark. Where Spark's answer names payloads of this report (by
+    resource, or else by location id), those are set aside with Spark's message and the rest
+    is due again at once; where it names none, the report is rejected for an operator."""
+    message = answer.response or answer.error or ""
+    payloads = [
+        (p["resource_id"], p["location_id"])
+        for p in fetch_all(
+            conn, "report_part_payloads", {"event_id": row["event_id"], "part": row["part"]}
         )
-        return SendResult(report_id, event_id, part, attempt, "rejected", error=answer.response)
+    ]
+    named = named_payloads(message, payloads)
+    if named:
+        return _set_aside(conn, row, attempt, answer, named, now=now)
+    updated = fetch_one(
+        conn,
+        "record_report_rejected",
+        {
+            "id": int(row["id"]),
+            "attempt": attempt,
+            "now": now,
+            "http_status": answer.http_status,
+            "message": answer.response,
+            "error": answer.error,
+        },
+    )
+    if updated is None:
+        return _result(row, attempt, "lost", error=answer.error)
+    logs.alert(
+        log,
+        "report_rejected",
+        "report REJECTED: event %s part %s refused by Spark (%s) naming none of its payloads, so "
+        "none could be set aside: the report stays rejected until an operator acts "
+        "(reports show, then reports send --event): %s",
+        row["event_id"],
+        row["part"],
+        answer.http_status,
+        message[:500],
+    )
+    return _result(row, attempt, "rejected", error=answer.response)
+
+
+def _set_aside(
+    conn: Connection,
+    row: Any,
+    attempt: int,
+    answer: Answer,
+    named: list[tuple[str, str]],
+    *,
+    now: datetime,
+) -> SendResult:
+    """Take the named payloads out of the body (the rest byte for byte as built, under a key
+    of its own), record them as set aside with Spark's message, and make the rest due now."""
+    body = json.loads(row["body"])
+    refused = set(named)
+    body["payloads"] = [
+        p for p in body["payloads"] if (p["resourceId"], p.get("locationId")) not in refused
+    ]
+    rest = json.dumps(body, separators=(",", ":"), ensure_ascii=False) if body["payloads"] else None
+    message = (answer.response or answer.error or "")[:2000]
+    updated = fetch_one(
+        conn,
+        "set_aside_payloads",
+        {
+            "id": int(row["id"]),
+            "attempt": attempt,
+            "now": now,
+            "event_id": row["event_id"],
+            "part": int(row["part"]),
+            "resource_ids": [resource for resource, _ in named],
+            "location_ids": [location for _, location in named],
+            "message": f"Spark answered {answer.http_status}: {message}",
+            "body": rest,
+        },
+    )
+    if updated is None:
+        return _result(row, attempt, "lost", error=answer.error)
+    log.warning(
+        "event %s part %s: Spark refused %d payload(s) (%s); set aside with its answer, "
+        "the other %d sent again now: %s",
+        row["event_id"],
+        row["part"],
+        len(named),
+        ", ".join(f"{r}@{loc}" for r, loc in named[:10]),
+        len(body["payloads"]),
+        message[:300],
+    )
+    return _result(row, attempt, "set_aside" if rest else "empty", error=message)
+
+
+def _record_retry(
+    conn: Connection, row: Any, attempt: int, answer: Answer, *, now: datetime
+) -> SendResult:
+    retry_at = now + timedelta(seconds=backoff(attempt, answer.retry_after))
+    ambiguous = answer.outcome == "unknown"
+    updated = fetch_one(
+        conn,
+        "record_report_retry",
+        {
+            "id": int(row["id"]),
+            "attempt": attempt,
+            "now": now,
+            "next_attempt_at": retry_at,
+            "error": answer.error,
+            "ambiguous": ambiguous,
+        },
+    )
+    if updated is None:
+        return _result(row, attempt, "lost", error=answer.error)
     log.warning(
         "event %s part %s attempt %s %s: %s; next attempt at %s",
-        event_id,
-        part,
+        row["event_id"],
+        row["part"],
         attempt,
         answer.outcome,
         answer.error,
         retry_at.isoformat(),
     )
-    return SendResult(
-        report_id,
-        event_id,
-        part,
-        attempt,
-        "retrying",
-        retry_at=retry_at,
-        error=answer.error,
-        ambiguous=answer.outcome == "unknown",
+    return _result(
+        row, attempt, "retrying", retry_at=retry_at, error=answer.error, ambiguous=ambiguous
     )
+
+
+def named_payloads(message: str, payloads: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The payloads (resource id, location id) a refusal names: those whose resource id it
+    names as a whole word; if it names none, those whose location id it names. An id is named
+    where it stands on its own (so "ev-1" is not named by "ev-10")."""
+
+    def named(ident: str) -> bool:
+        return re.search(r"(?<![\w-])" + re.escape(ident) + r"(?![\w-])", message) is not None
+
+    if not message:
+        return []
+    by_resource = [p for p in payloads if named(p[0])]
+    if by_resource:
+        return by_resource
+    return [p for p in payloads if named(p[1])]
 
 
 def send_due(
@@ -363,6 +473,6 @@ def send_due(
         if result is None:
             break
         results.append(result)
-        if report_id is not None:
+        if report_id is not None and result.status != "set_aside":
             break
     return results

@@ -59,6 +59,7 @@ _CHECKS = (
     "import_check_location_registry_owner",
     "import_check_resources",
     "import_check_resource_registry_owner",
+    "import_check_resource_meter_point",
 )
 
 

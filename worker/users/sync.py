@@ -321,7 +321,22 @@ def _resource_request(row: DictRow) -> tuple[str, dict[str, Any]]:
     return f"/users/{user}/locations/{path_id(row['location_id'])}/resources", body
 
 
+def _meter_point_mismatch(row: DictRow) -> Outcome:
+    """A resource's meterPointId must be one of its location's MPIDs, where it has any: Spark
+    would not credit it (its payloads are left out of reports), so it is fixed at the source."""
+    mpid, mpids = row["meter_point_id"], row["meter_point_ids"] or []
+    if row["location_id"] is None or mpid is None or not mpids or mpid in mpids:
+        return None
+    return (
+        f"meterPointId {mpid} is not one of the meter point ids of location "
+        f"{row['location_id']} ({', '.join(mpids)}); fix the resource or the location"
+    )
+
+
 def _create_resource(client: SparkClient, row: DictRow) -> Outcome:
+    mismatch = _meter_point_mismatch(row)
+    if mismatch is not None:
+        return mismatch
     try:
         return _post_resource(client, row)
     except _ParentMissing:
