@@ -336,3 +336,33 @@ def test_it_paces_calls_to_spark_at_the_rate_limit(
     # Five calls at four a second: four intervals of a quarter second at least.
     assert seconds >= 1.0
     assert rows(database_url, "SELECT count(*) AS n FROM spark_rate_limit") == [{"n": 1}]
+
+
+def test_it_moves_a_period_to_a_newer_curve_only_when_the_newer_covers_all_of_it(
+    sandbox: SandboxHandle, database_url: str, tmp_path: Path
+) -> None:
+    older = curve(sandbox, database_url, [("car", "home")], STARTS, created_at=CREATED)
+    # A newer curve on the hour, from 11:00 to 13:00: it covers the older one's 11:30-12:30
+    # whole and its two other periods only in part.
+    on_the_hour = [FIRST + HOUR / 2, FIRST + 3 * HOUR / 2]
+    newer = curve(sandbox, database_url, [("car", "home")], on_the_hour,
+                  created_at=CREATED + HOUR)  # fmt: skip
+    readings = [reading("car", FIRST, FIRST + 3 * HOUR, 6.0)]
+    import_readings(database_url, write_readings(tmp_path / "r.csv", readings), now=AFTER)
+
+    send_event(database_url, sandbox, older.event_id, AFTER)
+    send_event(database_url, sandbox, newer.event_id, AFTER)
+
+    (old_report,) = accepted_reports(sandbox, older.event_id)["reports"]
+    (new_report,) = accepted_reports(sandbox, newer.event_id)["reports"]
+    old_times = [p["timestamp"] for p in older.payload["priceCurveDelta"]["points"]]
+    new_times = [p["timestamp"] for p in newer.payload["priceCurveDelta"]["points"]]
+    # The partly covered periods stay with the older curve, so no minute is reported by
+    # neither.
+    assert points_of(old_report["body"], "car") == [
+        {"timestamp": old_times[0], "kiloWattHours": 2.0},
+        {"timestamp": old_times[2], "kiloWattHours": 2.0},
+    ]
+    assert points_of(new_report["body"], "car") == [
+        {"timestamp": t, "kiloWattHours": 2.0} for t in new_times
+    ]
