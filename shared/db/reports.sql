@@ -629,3 +629,37 @@ SET status = CASE WHEN %(body)s::text IS NULL THEN 'empty' ELSE 'due' END,
     updated_at = %(now)s
 WHERE r.id = %(id)s AND r.status = 'sending' AND r.attempts = %(attempt)s
 RETURNING r.id, r.status;
+
+-- name: readings_after_sent_body
+-- Late readings the consumption side did not record: readings of the event's targets in its
+-- periods stored after the body that was sent was built, which late_readings does not hold.
+-- They came while the report was rejected (late data is not recorded then, since a rejected
+-- report is usually built again) and it was then sent again as it was (part of it may have
+-- reached Spark), so they are in no body Spark has.
+SELECT rd.resource_id, rd.location_id, rd.start_at, rd.end_at, rd.kwh,
+       kwh_in_span(rd.kwh, rd.start_at, rd.end_at, c.first_period_start, c.last_period_end)
+           AS kwh_in_event,
+       'new' AS change, rd.batch_id, rd.received_at AS recorded_at
+FROM price_curves c
+CROSS JOIN LATERAL (
+    SELECT min(built_at) AS built_at
+    FROM reports
+    WHERE event_id = c.event_id AND status = 'sent'
+) b
+JOIN price_curve_targets t ON t.event_id = c.event_id
+JOIN readings rd
+  ON rd.resource_id = t.resource_id
+ AND (rd.location_id IS NULL OR rd.location_id = t.location_id)
+ AND rd.start_at < c.last_period_end
+ AND c.first_period_start < rd.end_at
+WHERE c.event_id = %(event_id)s
+  AND rd.received_at > b.built_at
+  AND NOT EXISTS (
+      SELECT 1 FROM late_readings l
+      WHERE l.event_id = c.event_id
+        AND l.resource_id = rd.resource_id
+        AND l.start_at = rd.start_at
+        AND l.end_at = rd.end_at
+        AND l.batch_id = rd.batch_id)
+ORDER BY rd.received_at, rd.resource_id, rd.start_at
+LIMIT %(limit)s;

@@ -14,6 +14,7 @@ from tests.reports.support import (
     cli,
     cli_json,
     curve,
+    execute,
     import_readings,
     reading,
     send_event_reports,
@@ -76,3 +77,34 @@ def test_it_says_when_an_event_has_no_report(database_url: str) -> None:
 
     assert result.exit_code == 1
     assert "no report for event no-such-event" in result.output
+
+
+def test_it_shows_a_reading_stored_while_rejected_and_missing_from_the_body_sent_as_late(
+    sandbox: SandboxHandle, database_url: str, tmp_path: Path
+) -> None:
+    event = curve(sandbox, database_url, [("car", "home")], [START, START + HOUR],
+                  created_at=START - 20 * HOUR)  # fmt: skip
+    first = write_readings(tmp_path / "a.csv", [reading("car", START, START + HOUR, 2.0)])
+    import_readings(database_url, first, now=NOW)
+    # Spark's clock is past the deadline: the report is rejected, naming no payload.
+    sandbox.control.set_clock(datetime(2026, 4, 3, tzinfo=UTC), frozen=True)
+    send = ("reports", "send", "--event", event.event_id)
+    assert cli(database_url, *send, "--now", utc(NOW), sandbox=sandbox).exit_code == 1
+    # An earlier attempt's answer never came: it may have reached Spark, so the report is
+    # sent again as it was, not built again.
+    execute(database_url, "UPDATE reports SET ambiguous_attempts = 1")
+    second = write_readings(
+        tmp_path / "b.csv", [reading("car", START + HOUR, START + 2 * HOUR, 3.0)]
+    )
+    import_readings(database_url, second, now=NOW + HOUR)
+    sandbox.control.set_clock(NOW + 2 * HOUR, frozen=True)
+    assert cli(database_url, *send, "--now", utc(NOW + 2 * HOUR), sandbox=sandbox).exit_code == 0
+
+    shown = cli_json(database_url, "reports", "show", event.event_id)
+
+    (sent,) = accepted_reports(sandbox, event.event_id)["reports"]
+    assert [p["kiloWattHours"] for p in sent["body"]["payloads"][0]["points"]] == [2.0]
+    assert shown["late"]["readings"] == 1
+    assert shown["late"]["kWhInEvent"] == 3.0
+    (late,) = shown["late"]["shown"]
+    assert (late["resourceId"], late["kWh"]) == ("car", 3.0)

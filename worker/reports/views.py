@@ -62,12 +62,17 @@ def _attempt_json(attempt: Any) -> dict[str, Any]:
     }
 
 
-def _late_json(late: Any, rows: list[Any]) -> dict[str, Any]:
+def _late_json(late: Any, rows: list[Any], unrecorded: list[Any]) -> dict[str, Any]:
+    times = [r["recorded_at"] for r in unrecorded]
+    if late and late["readings"]:
+        times += [late["first_recorded_at"], late["last_recorded_at"]]
+    rows = [*rows, *unrecorded]
     return {
-        "readings": late["readings"] if late else 0,
-        "kWhInEvent": late["kwh_in_event"] if late else 0.0,
-        "firstRecordedAt": late["first_recorded_at"] if late else None,
-        "lastRecordedAt": late["last_recorded_at"] if late else None,
+        "readings": (late["readings"] if late else 0) + len(unrecorded),
+        "kWhInEvent": (late["kwh_in_event"] if late else 0.0)
+        + sum(r["kwh_in_event"] for r in unrecorded),
+        "firstRecordedAt": min(times, default=None),
+        "lastRecordedAt": max(times, default=None),
         "shown": [
             {
                 "resourceId": r["resource_id"],
@@ -108,6 +113,11 @@ def event_view(
         late_rows = fetch_all(
             conn, "late_readings_of_event", {"event_id": event_id, "limit": LATE_SHOWN}
         )
+        # Whatever state the report went through: readings stored while it was rejected
+        # and in no body that was sent count as late too.
+        unrecorded = fetch_all(
+            conn, "readings_after_sent_body", {"event_id": event_id, "limit": LATE_SHOWN}
+        )
     exclusions = event_exclusions(conn, event_id)
     by_report: dict[int, list[dict[str, Any]]] = {}
     for attempt in attempts:
@@ -127,5 +137,5 @@ def event_view(
         "reports": items,
         "leftOut": [e.to_json() for e in exclusions if not e.set_aside],
         "setAside": [e.to_json() for e in exclusions if e.set_aside],
-        "late": _late_json(late, late_rows),
+        "late": _late_json(late, late_rows, unrecorded),
     }
