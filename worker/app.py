@@ -1,9 +1,8 @@
-"""The Celery application: `celery -A worker.app worker` and `celery -A worker.app beat`.
+"""The Celery application the processes run: `celery -A worker.app worker` and `... beat`.
 
-Celery on Redis delivers at least once, and only if told to; every setting below that is
-not a default is here because of a way an event could otherwise be lost or run twice
-(see the reliability notes). Tasks are idempotent against PostgreSQL, so "at least once"
-is all they need.
+The one module that builds the app from the environment, at import: only Celery's command
+line imports it. Domain modules declare their tasks with `celery.shared_task` and take what
+they share from `worker.celery_app`; the worker imports them through `include`.
 """
 
 from __future__ import annotations
@@ -11,144 +10,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import psycopg
-import redis
-from celery import Celery, signals
-from kombu.entity import Queue
-from kombu.exceptions import OperationalError as KombuOperationalError
+from celery import signals
 
-from shared.config import Settings, load_settings
-from shared.queues import DISPATCH_QUEUE, INGEST_QUEUE, SPARK_QUEUE
+from shared.config import load_settings
+from shared.queues import SPARK_QUEUE
 from worker import task_logging  # noqa: F401  (the worker and beat log through shared.logging)
+from worker.celery_app import create_app
 from worker.ops import signals as _ops_signals  # noqa: F401 (connects the operations hooks)
-from worker.schedule import beat_schedule
 
 log = logging.getLogger(__name__)
 
-# The longest a task may run; the visibility timeout must stay well above it and above every
-# retry countdown, or Redis hands a running task to a second worker.
-TASK_TIME_LIMIT = 300
-RETRY_BACKOFF_MAX = 600
-VISIBILITY_TIMEOUT = 2 * (TASK_TIME_LIMIT + RETRY_BACKOFF_MAX)
-
-# Errors of our own infrastructure: retry with backoff, never acknowledge the event away.
-INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    redis.ConnectionError,
-    redis.TimeoutError,
-    KombuOperationalError,
-    ConnectionError,
-    TimeoutError,
-)
-
-RELIABLE_TASK_OPTIONS: dict[str, Any] = {
-    "autoretry_for": INFRASTRUCTURE_ERRORS,
-    "retry_backoff": True,  # exponential
-    "retry_backoff_max": RETRY_BACKOFF_MAX,
-    "retry_jitter": True,  # full jitter, so retries after an outage do not arrive together
-    # A database outage can last hours; the message keeps retrying rather than being dropped.
-    "max_retries": None,
-}
-
-
-def celery_config(settings: Settings) -> dict[str, Any]:
-    transport_options = {
-        "visibility_timeout": VISIBILITY_TIMEOUT,
-        # Return a crashed worker's unacked messages within ~10 s of the timeout, not ~100 s.
-        "unacked_restore_interval": 10,
-        "unacked_restore_throttle": 1,
-        # Without socket timeouts a stopped (SIGSTOP) Redis hangs callers indefinitely.
-        "socket_timeout": 10,
-        "socket_connect_timeout": 5,
-        "health_check_interval": 10,
-        "retry_on_timeout": True,
-    }
-    return {
-        "broker_url": settings.redis_url,
-        "broker_transport_options": transport_options,
-        # Celery reads the timeout from three places; when they differ the shortest wins.
-        "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
-        "visibility_timeout": VISIBILITY_TIMEOUT,
-        # Keep trying to reach Redis at start and after a connection loss, forever.
-        "broker_connection_retry_on_startup": True,
-        "broker_connection_max_retries": None,
-        # Nothing reads task results; a backend would only add Redis writes.
-        "result_backend": None,
-        "task_ignore_result": True,
-        # ...and no backend means nothing to expire: no daily celery.backend_cleanup on beat.
-        "result_expires": None,
-        # JSON only: no pickle from the network.
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        # Acknowledge after the task returns, so a crash mid-task means redelivery, not loss.
-        "task_acks_late": True,
-        # A pool child killed by SIGKILL or the OOM killer: requeue instead of acking anyway...
-        "task_reject_on_worker_lost": True,
-        # ...through retry(), so max_retries bounds a message that kills its worker every time.
-        "task_retry_on_worker_lost": True,
-        "task_time_limit": TASK_TIME_LIMIT,
-        "task_soft_time_limit": TASK_TIME_LIMIT - 30,
-        # On connection loss the broker redelivers unacked tasks; stop the old copies running.
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
-        # On SIGTERM, give reserved messages back to Redis promptly instead of after the timeout.
-        "worker_soft_shutdown_timeout": 30,
-        "worker_enable_soft_shutdown_on_idle": True,
-        # One unacknowledged message per process: a crash strands at most one per child.
-        "worker_prefetch_multiplier": 1,
-        "task_default_queue": SPARK_QUEUE,
-        "task_queues": [Queue(INGEST_QUEUE), Queue(SPARK_QUEUE), Queue(DISPATCH_QUEUE)],
-        "task_create_missing_queues": False,
-        # A failed publish from the worker (a follow-up task) must surface quickly.
-        "task_publish_retry_policy": {
-            "max_retries": 3,
-            "interval_start": 0,
-            "interval_step": 0.5,
-            "interval_max": 1,
-        },
-        # Schedules are UTC; local-time rules (13:30, month end) are decided in PostgreSQL.
-        "enable_utc": True,
-        "timezone": "UTC",
-        "redbeat_redis_url": settings.redis_url,
-        "redbeat_key_prefix": "spark-partner:redbeat:",
-        # A standby beat takes over within ~2 minutes of the active one dying.
-        "redbeat_lock_timeout": 120,
-        "beat_max_loop_interval": 20,
-        "beat_schedule": beat_schedule(),
-        "worker_hijack_root_logger": True,
-        # Task events for Flower and `celery events`: received/started/succeeded from the
-        # worker, and "sent" from whoever publishes.
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
-    }
-
-
-def create_app(settings: Settings) -> Celery:
-    app = Celery("spark_partner", set_as_current=True)
-    app.conf.update(celery_config(settings))
-    app.conf.spark_settings = settings
-    # Every module with tasks; the worker imports them at start.
-    app.conf.include = TASK_MODULES
-    return app
-
-
-TASK_MODULES = [
-    "worker.events.tasks",
-    "worker.users.tasks",
-    "worker.eligibility.tasks",
-    "worker.curves.tasks",
-    "worker.consumption.tasks",
-    "worker.reports.tasks",
-    "worker.webhooks.tasks",
-]
-
-settings = load_settings()
-app = create_app(settings)
-
-
-def current_settings() -> Settings:
-    configured: Settings = app.conf.spark_settings
-    return configured
+app = create_app(load_settings())
 
 
 @signals.worker_ready.connect

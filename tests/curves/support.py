@@ -12,13 +12,16 @@ from zoneinfo import ZoneInfo
 
 from psycopg.types.json import Jsonb
 
+from shared.config import load_settings
 from shared.db import Connection, fetch_all, fetch_one
 from shared.timeutil import format_spark_datetime
 from tests.worker.events import body
 from worker.curves.handler import handle_price_curve_created
-from worker.events.handlers import AfterCommit, StoredEvent
+from worker.events.handling import FollowUp, StoredEvent
 
 OSLO = ZoneInfo("Europe/Oslo")
+# The defaults, whatever the environment: SPARK_TIMEZONE is Europe/Oslo.
+SETTINGS = load_settings({})
 
 Target = tuple[str, str]
 
@@ -81,7 +84,7 @@ def curve_event(
     }
 
 
-def store(conn: Connection, document: dict[str, Any]) -> list[AfterCommit]:
+def store(conn: Connection, document: dict[str, Any]) -> list[FollowUp]:
     """Store the event as the inbox does and run the curve handler in its transaction,
     committed; the follow-ups are returned, not run (they would enqueue on the broker)."""
     created_at = datetime.fromisoformat(document["eventCreatedAtUtc"])
@@ -107,7 +110,7 @@ def store(conn: Connection, document: dict[str, Any]) -> list[AfterCommit]:
             created_at=created_at,
             payload=document["payload"],
         )
-        return handle_price_curve_created(conn, event)
+        return handle_price_curve_created(conn, event, SETTINGS)
 
 
 def effective(conn: Connection, event_id: str) -> dict[Target, dict[datetime, float]]:

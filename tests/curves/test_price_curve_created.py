@@ -8,9 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from celery import Celery
 
 from shared.db import Connection
 from tests.curves.support import (
+    SETTINGS,
     curve_event,
     curve_payload,
     decisions,
@@ -20,7 +22,7 @@ from tests.curves.support import (
     targets,
 )
 from worker.curves.handler import handle_price_curve_created
-from worker.events.handlers import StoredEvent
+from worker.events.handling import FollowUp, StoredEvent
 from worker.events.inbox import ingest
 
 CREATED = datetime(2026, 3, 3, 12, 0, 5, tzinfo=UTC)
@@ -178,13 +180,15 @@ def test_it_stores_a_curve_handled_again_once(db: Connection) -> None:
 
     # What `events replay` does for a processed event.
     with db.transaction():
-        follow_ups = handle_price_curve_created(db, event)
+        follow_ups = handle_price_curve_created(db, event, SETTINGS)
 
     assert len(period_rows(db, document["eventId"])) == 24
     assert len(target_set(db, document["eventId"])) == 5
     assert len(decisions(db, document["eventId"])) == 5
     # Pending plans are still pushed on.
-    assert len(follow_ups) == 1
+    assert follow_ups == [
+        FollowUp("curves.dispatch_curve", "dispatch", {"event_id": document["eventId"]})
+    ]
 
 
 def bad(change: Any) -> dict[str, Any]:
@@ -221,13 +225,19 @@ def bad(change: Any) -> dict[str, Any]:
     ],
 )
 def test_it_keeps_an_unusable_curve_as_a_failed_event_with_the_reason(
-    db: Connection, payload: dict[str, Any], reason: str
+    db: Connection, worker_app: Celery, payload: dict[str, Any], reason: str
 ) -> None:
     document = curve_event(payload, CREATED)
     raw = json.dumps(document).encode()
 
     result = ingest(
-        db, delivery_id=str(uuid.uuid4()), raw=raw, received_at=CREATED, source="webhook"
+        db,
+        delivery_id=str(uuid.uuid4()),
+        raw=raw,
+        received_at=CREATED,
+        source="webhook",
+        settings=SETTINGS,
+        sender=worker_app,
     )
 
     assert result.outcome == "new"

@@ -12,6 +12,7 @@ import psycopg
 from celery import Celery
 from psycopg.types.json import Jsonb
 
+from shared.config import load_settings
 from shared.db import Connection, fetch_one
 from shared.queues import SPARK_QUEUE
 from shared.spark_api import SparkClient
@@ -19,7 +20,10 @@ from shared.timeutil import utcnow
 from tests.fixtures.sandbox import AREA_1_METER, OUTSIDE_AREAS, SandboxHandle
 from tests.worker.events import body, eligibility_payload, notification
 from worker.eligibility.handler import handle_user_eligibility_updated
-from worker.events.handlers import AfterCommit, StoredEvent
+from worker.events.handling import FollowUp, StoredEvent
+
+# The defaults, whatever the environment: a settle delay of 60 s.
+SETTINGS = load_settings({})
 
 
 def eligibility_event(
@@ -54,10 +58,10 @@ def store_event(conn: Connection, document: dict[str, Any]) -> StoredEvent:
     )
 
 
-def handle_event(conn: Connection, document: dict[str, Any]) -> list[AfterCommit]:
+def handle_event(conn: Connection, document: dict[str, Any]) -> list[FollowUp]:
     """Store the event and run the eligibility handler, committed (follow-ups not run)."""
     with conn.transaction():
-        return handle_user_eligibility_updated(conn, store_event(conn, document))
+        return handle_user_eligibility_updated(conn, store_event(conn, document), SETTINGS)
 
 
 def local_user(

@@ -10,6 +10,7 @@ import pytest
 from shared.db import Connection, connect
 from shared.timeutil import utcnow
 from tests.eligibility.support import (
+    SETTINGS,
     eligibility_event,
     eligible_in_spark,
     eligible_users,
@@ -24,7 +25,6 @@ from tests.eligibility.support import (
 )
 from tests.fixtures.sandbox import SandboxHandle
 from tests.spec import assert_request_matches
-from worker.app import current_settings
 from worker.eligibility.reconcile import (
     FEW_CHANGES,
     LOCK_CLASS,
@@ -40,7 +40,7 @@ ELIGIBLE_PATH = "/energy-coordination/v1/users/eligible"
 
 
 def after_settling() -> timedelta:
-    return timedelta(seconds=current_settings().eligibility_settle_seconds + 1)
+    return timedelta(seconds=SETTINGS.eligibility_settle_seconds + 1)
 
 
 # A handful of changes is applied by looking each user up; many, by one pass over all users.

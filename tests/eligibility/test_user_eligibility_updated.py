@@ -9,8 +9,7 @@ from typing import Any
 
 from shared.db import Connection, connect
 from shared.timeutil import utcnow
-from tests.eligibility.support import eligibility_event, handle_event, store_event
-from worker.app import current_settings
+from tests.eligibility.support import SETTINGS, eligibility_event, handle_event, store_event
 from worker.eligibility.handler import handle_user_eligibility_updated
 from worker.events.handlers import HANDLERS
 
@@ -39,7 +38,7 @@ def test_it_records_the_hints_and_requests_a_reconcile_after_the_settle_delay(
     [reconcile] = reconciles(db)
     assert reconcile["trigger"] == "event"
     assert reconcile["status"] == "pending"
-    settle = timedelta(seconds=current_settings().eligibility_settle_seconds)
+    settle = timedelta(seconds=SETTINGS.eligibility_settle_seconds)
     assert before + settle <= reconcile["due_at"] <= utcnow() + settle
     event_id = document["eventId"]
     assert hints(db) == {
@@ -47,8 +46,15 @@ def test_it_records_the_hints_and_requests_a_reconcile_after_the_settle_delay(
         (event_id, "u-2", "added", reconcile["id"]),
         (event_id, "u-3", "removed", reconcile["id"]),
     }
-    # Enqueueing the reconcile task waits for the commit.
-    assert len(follow_ups) == 1
+    # The reconcile task is sent after the commit, when due.
+    [follow_up] = follow_ups
+    assert (follow_up.task, follow_up.queue, follow_up.kwargs) == (
+        "eligibility.reconcile_eligibility",
+        "spark",
+        {"reconcile_id": reconcile["id"]},
+    )
+    assert follow_up.countdown is not None
+    assert abs(follow_up.countdown - settle.total_seconds()) < 5
 
 
 def test_it_collapses_a_burst_of_five_events_into_one_pending_reconcile(db: Connection) -> None:
@@ -140,12 +146,12 @@ def test_it_moves_a_replayed_events_hints_to_the_reconcile_that_will_run(db: Con
     document = eligibility_event(removed=["u-1"])
     with db.transaction():
         stored = store_event(db, document)
-        handle_user_eligibility_updated(db, stored)
+        handle_user_eligibility_updated(db, stored, SETTINGS)
     db.execute("UPDATE eligibility_reconciles SET status = 'done'")
     db.commit()
 
     with db.transaction():
-        handle_user_eligibility_updated(db, stored)
+        handle_user_eligibility_updated(db, stored, SETTINGS)
 
     done, pending = reconciles(db)
     assert hints(db) == {(document["eventId"], "u-1", "removed", pending["id"])}

@@ -4,35 +4,40 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from celery import Celery
 
+from shared.config import Settings
 from shared.db import Connection
 from tests.worker.cli import run, run_json
 from tests.worker.events import body, notification
 from worker.events import handlers
+from worker.events.handling import FollowUp, StoredEvent
 from worker.events.inbox import ingest
 
 
-def _store(db: Connection, document: dict, source: str = "webhook") -> None:
+def _store(db: Connection, app: Celery, document: dict, source: str = "webhook") -> None:
     ingest(
         db,
         delivery_id=str(uuid.uuid4()),
         raw=body(document),
         received_at=datetime.now(UTC),
         source=source,  # type: ignore[arg-type]
+        settings=app.conf.spark_settings,
+        sender=app,
     )
 
 
 def test_it_lists_events_with_their_deliveries_and_filters(
-    database_url: str, db: Connection
+    database_url: str, db: Connection, worker_app: Celery
 ) -> None:
     eligibility = notification()
     lpc = notification(
         notification_type="LocationLPCRequested",
         payload={"targets": [], "payloadType": "LocationLPC"},
     )
-    _store(db, eligibility)
-    _store(db, eligibility)
-    _store(db, lpc)
+    _store(db, worker_app, eligibility)
+    _store(db, worker_app, eligibility)
+    _store(db, worker_app, lpc)
 
     listed = run_json(database_url, "events", "list")
     by_id = {item["eventId"]: item for item in listed}
@@ -54,9 +59,11 @@ def test_it_lists_events_with_their_deliveries_and_filters(
     assert eligibility["eventId"] in text.output
 
 
-def test_it_shows_one_event_with_payload_and_deliveries(database_url: str, db: Connection) -> None:
+def test_it_shows_one_event_with_payload_and_deliveries(
+    database_url: str, db: Connection, worker_app: Celery
+) -> None:
     document = notification()
-    _store(db, document)
+    _store(db, worker_app, document)
 
     shown = run_json(database_url, "events", "show", document["eventId"])
 
@@ -69,19 +76,19 @@ def test_it_shows_one_event_with_payload_and_deliveries(database_url: str, db: C
 
 
 def test_it_replays_an_unhandled_event_once_a_handler_exists(
-    database_url: str, db: Connection, monkeypatch: pytest.MonkeyPatch
+    database_url: str, db: Connection, worker_app: Celery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     document = notification(
         notification_type="LocationLPCRequested",
         payload={"targets": [], "payloadType": "LocationLPC"},
     )
-    _store(db, document)
+    _store(db, worker_app, document)
     db.commit()
     assert run_json(database_url, "events", "show", document["eventId"])["status"] == "unhandled"
 
     seen: list[str] = []
 
-    def handle(conn: Connection, event: handlers.StoredEvent) -> list[handlers.AfterCommit]:
+    def handle(conn: Connection, event: StoredEvent, settings: Settings) -> list[FollowUp]:
         seen.append(event.event_id)
         return []
 

@@ -17,6 +17,8 @@ from shared.db import Connection, connect
 from shared.logging import configure_logging
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from shared.spark_api import SparkClient
 
 NOTIFICATION_TYPES = (
@@ -33,6 +35,14 @@ def settings_or_fail() -> Settings:
         return load_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def worker_app() -> Celery:
+    """The Celery app built from this command's settings, made the current app, for the
+    commands that queue tasks (replays, backfill, redispatch)."""
+    from worker.celery_app import create_app
+
+    return create_app(settings_or_fail())
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import click
 
 from shared.db import Connection, execute, fetch_all
 from shared.timeutil import utcnow
-from worker.cli.base import database, jsonable, print_json, settings_or_fail
+from worker.cli.base import database, jsonable, print_json, settings_or_fail, worker_app
 from worker.curves.payload import format_time_span
 from worker.curves.plans import TargetPlan, UnknownCurve, load_curve, plans_for_targets
 
@@ -166,11 +166,12 @@ def curves_redispatch(event_id: str, as_json: bool) -> None:
 
 def _enqueue_dispatch(event_id: str) -> bool:
     from shared.queues import DISPATCH_QUEUE
-    from worker.app import app
     from worker.curves.handler import DISPATCH_CURVE_TASK
 
     try:
-        app.send_task(DISPATCH_CURVE_TASK, kwargs={"event_id": event_id}, queue=DISPATCH_QUEUE)
+        worker_app().send_task(
+            DISPATCH_CURVE_TASK, kwargs={"event_id": event_id}, queue=DISPATCH_QUEUE
+        )
     except Exception:
         return False
     return True
@@ -231,6 +232,7 @@ def curves_check(at: datetime | None, wait: float, as_json: bool) -> None:
     from worker.curves.check import run_check
 
     settings = settings_or_fail()
+    worker_app()  # the app the check's backfill queues the missing events through
     client = SparkClient.from_settings(settings) if settings.spark_configured else None
     try:
         result = run_check(

@@ -9,7 +9,14 @@ import uuid
 import click
 
 from shared.db import fetch_all, fetch_one
-from worker.cli.base import database, jsonable, print_json, settings_or_fail, spark_client
+from worker.cli.base import (
+    database,
+    jsonable,
+    print_json,
+    settings_or_fail,
+    spark_client,
+    worker_app,
+)
 
 
 @click.group()
@@ -115,8 +122,9 @@ def events_replay(event_id: str) -> None:
     """Run the handler for a stored event again (e.g. unhandled or failed ones)."""
     from worker.events.inbox import replay_event
 
+    app = worker_app()
     with database() as conn:
-        status = replay_event(conn, event_id)
+        status = replay_event(conn, event_id, settings=settings_or_fail(), sender=app)
     if status is None:
         raise click.ClickException(f"no event {event_id}")
     click.echo(f"{event_id}: {status}")
@@ -134,6 +142,7 @@ def events_backfill(full: bool, as_json: bool) -> None:
     from worker.events.tasks import backfill
 
     settings = settings_or_fail()
+    worker_app()  # the app the backfill queues the missing events through
     with spark_client() as client:
         report = backfill(client, settings.database_url, full=full)
     if as_json:
@@ -177,8 +186,15 @@ def dead_letters_replay(dead_letter_id: int) -> None:
     """Feed a dead letter through the ingest path again (after a fix)."""
     from worker.events.inbox import replay_dead_letter
 
+    app = worker_app()
     with database() as conn:
-        result = replay_dead_letter(conn, dead_letter_id, delivery_id=f"replay-{uuid.uuid4()}")
+        result = replay_dead_letter(
+            conn,
+            dead_letter_id,
+            delivery_id=f"replay-{uuid.uuid4()}",
+            settings=settings_or_fail(),
+            sender=app,
+        )
     if result is None:
         raise click.ClickException(f"no dead letter {dead_letter_id}")
     click.echo(result)

@@ -22,12 +22,12 @@ import logging
 from typing import Any
 
 import psycopg
-from celery import Task
+from celery import Task, current_app, shared_task
 
 from shared.db import connection
 from shared.queues import INGEST_QUEUE, SPARK_QUEUE
 from shared.timeutil import parse_spark_datetime, utcnow
-from worker.app import INFRASTRUCTURE_ERRORS, RELIABLE_TASK_OPTIONS, app, current_settings
+from worker.celery_app import INFRASTRUCTURE_ERRORS, RELIABLE_TASK_OPTIONS, current_settings
 from worker.consumption.readings import INGEST_READINGS_TASK, check_readings, describe
 from worker.consumption.store import RowError, batch_stored, open_batch, store_readings
 from worker.reports.ledger import ReportRules, waiting_for_readings
@@ -43,7 +43,7 @@ SOURCES = ("api", "file", "task")
 RETRIED_ERRORS = (*INFRASTRUCTURE_ERRORS, psycopg.errors.UniqueViolation)
 
 
-@app.task(
+@shared_task(
     name=INGEST_READINGS_TASK,
     bind=True,
     queue=INGEST_QUEUE,
@@ -88,5 +88,5 @@ def ingest_readings(
         log.warning("readings batch %s: %d reading(s) came after their report", batch, result.late)
     if wake:
         # A report waiting for these readings may be complete now.
-        app.send_task(SWEEP_TASK, kwargs={"now": now}, queue=SPARK_QUEUE)
+        current_app.send_task(SWEEP_TASK, kwargs={"now": now}, queue=SPARK_QUEUE)
     return result.to_json()

@@ -8,27 +8,24 @@ decisions commit together with the inbox row. A payload that is not a usable cur
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
+from shared.config import Settings
 from shared.db import Connection
 from shared.queues import DISPATCH_QUEUE
 from shared.timeutil import utcnow
-from worker.app import app, current_settings
 from worker.curves.payload import parse_curve
 from worker.curves.store import store_curve
-
-if TYPE_CHECKING:
-    from worker.events.handlers import AfterCommit, StoredEvent
+from worker.events.handling import FollowUp, StoredEvent
 
 log = logging.getLogger(__name__)
 
 DISPATCH_CURVE_TASK = "curves.dispatch_curve"
 
 
-def handle_price_curve_created(conn: Connection, event: StoredEvent) -> list[AfterCommit]:
-    curve = parse_curve(
-        event.payload, created_at=event.created_at, timezone=current_settings().timezone
-    )
+def handle_price_curve_created(
+    conn: Connection, event: StoredEvent, settings: Settings
+) -> list[FollowUp]:
+    curve = parse_curve(event.payload, created_at=event.created_at, timezone=settings.timezone)
     if curve.duplicate_targets:
         log.warning(
             "curve %s names %d target(s) more than once; stored once each",
@@ -44,11 +41,5 @@ def handle_price_curve_created(conn: Connection, event: StoredEvent) -> list[Aft
     elif not stored.dispatch_needed:
         # No targets or no periods: stored for the record, nothing to tell anyone.
         return []
-
-    def enqueue_dispatch() -> None:
-        # Only brings the dispatch forward: the every-minute sweep sends pending plans anyway.
-        app.send_task(
-            DISPATCH_CURVE_TASK, kwargs={"event_id": event.event_id}, queue=DISPATCH_QUEUE
-        )
-
-    return [enqueue_dispatch]
+    # Only brings the dispatch forward: the every-minute sweep sends pending plans anyway.
+    return [FollowUp(DISPATCH_CURVE_TASK, DISPATCH_QUEUE, {"event_id": event.event_id})]

@@ -7,11 +7,13 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app, shared_task
+
 from shared.config import Settings
 from shared.queues import DISPATCH_QUEUE, SPARK_QUEUE
 from shared.spark_api import SparkClient
 from shared.timeutil import utcnow
-from worker.app import RELIABLE_TASK_OPTIONS, app, current_settings
+from worker.celery_app import RELIABLE_TASK_OPTIONS, current_settings
 from worker.curves.check import run_check
 from worker.curves.dispatch import DispatchReport, RetryPolicy, run_dispatch
 from worker.curves.dispatchers import dispatcher_from_settings
@@ -36,7 +38,7 @@ _DISPATCH_OPTIONS: dict[str, Any] = {
 }
 
 
-@app.task(name=DISPATCH_CURVE_TASK, queue=DISPATCH_QUEUE, **_DISPATCH_OPTIONS)
+@shared_task(name=DISPATCH_CURVE_TASK, queue=DISPATCH_QUEUE, **_DISPATCH_OPTIONS)
 def dispatch_curve(*, event_id: str) -> dict[str, Any]:
     """Send the plans of a just stored (or superseding) curve.
 
@@ -47,7 +49,7 @@ def dispatch_curve(*, event_id: str) -> dict[str, Any]:
     return _dispatch(current_settings())
 
 
-@app.task(name=DISPATCH_DUE_TASK, queue=DISPATCH_QUEUE, **_DISPATCH_OPTIONS)
+@shared_task(name=DISPATCH_DUE_TASK, queue=DISPATCH_QUEUE, **_DISPATCH_OPTIONS)
 def dispatch_due() -> dict[str, Any]:
     """The sweep: retries whose time has come, plans whose worker died, and any curve whose
     follow-up task was lost. Returns at once when nothing is due."""
@@ -56,7 +58,7 @@ def dispatch_due() -> dict[str, Any]:
 
 def _dispatch(settings: Settings) -> dict[str, Any]:
     curves = settings.curves
-    dispatcher = dispatcher_from_settings(curves, app)
+    dispatcher = dispatcher_from_settings(curves, current_app)
     try:
         report = run_dispatch(
             settings.database_url,
@@ -90,7 +92,7 @@ def _wake_up_for(report: DispatchReport) -> None:
         )
 
 
-@app.task(
+@shared_task(
     name=CHECK_TASK,
     queue=SPARK_QUEUE,
     time_limit=240,

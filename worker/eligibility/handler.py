@@ -11,22 +11,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from shared.config import Settings
 from shared.db import Connection, execute
 from shared.queues import SPARK_QUEUE
 from shared.timeutil import utcnow
-from worker.app import app, current_settings
 from worker.eligibility.reconcile import RECONCILE_TASK, request_reconcile
-
-if TYPE_CHECKING:
-    from worker.events.handlers import AfterCommit, StoredEvent
+from worker.events.handling import FollowUp, StoredEvent
 
 log = logging.getLogger(__name__)
 
 
-def handle_user_eligibility_updated(conn: Connection, event: StoredEvent) -> list[AfterCommit]:
-    settle = current_settings().eligibility_settle_seconds
+def handle_user_eligibility_updated(
+    conn: Connection, event: StoredEvent, settings: Settings
+) -> list[FollowUp]:
+    settle = settings.eligibility_settle_seconds
     now = utcnow()
     reconcile_id, due_at = request_reconcile(
         conn, "event", due_at=now + timedelta(seconds=settle), now=now
@@ -43,18 +43,15 @@ def handle_user_eligibility_updated(conn: Connection, event: StoredEvent) -> lis
             "changes": ["added"] * len(added) + ["removed"] * len(removed),
         },
     )
-    countdown = max(0.0, (due_at - now).total_seconds())
-
-    def enqueue_reconcile() -> None:
-        # Only a shortcut to the due time: the every-minute sweep runs the reconcile anyway.
-        app.send_task(
+    # Only a shortcut to the due time: the every-minute sweep runs the reconcile anyway.
+    return [
+        FollowUp(
             RECONCILE_TASK,
-            kwargs={"reconcile_id": reconcile_id},
-            countdown=countdown,
-            queue=SPARK_QUEUE,
+            SPARK_QUEUE,
+            {"reconcile_id": reconcile_id},
+            countdown=max(0.0, (due_at - now).total_seconds()),
         )
-
-    return [enqueue_reconcile]
+    ]
 
 
 def _user_ids(event: StoredEvent, field: str) -> list[str]:

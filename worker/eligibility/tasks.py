@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery import current_app, shared_task
+
 from shared.config import Settings
 from shared.db import connection
 from shared.queues import SPARK_QUEUE
 from shared.spark_api import SparkClient
 from shared.timeutil import utcnow
-from worker.app import RELIABLE_TASK_OPTIONS, app, current_settings
+from worker.celery_app import RELIABLE_TASK_OPTIONS, current_settings
 from worker.eligibility import reconcile
 from worker.eligibility.reconcile import RECONCILE_TASK, ReconcileResult, request_reconcile
 
@@ -35,7 +37,7 @@ _RECONCILE_OPTIONS: dict[str, Any] = {
 }
 
 
-@app.task(
+@shared_task(
     name=RECONCILE_TASK,
     queue=SPARK_QUEUE,
     time_limit=RECONCILE_TIME_LIMIT,
@@ -58,7 +60,7 @@ def reconcile_eligibility(*, reconcile_id: int) -> dict[str, Any] | None:
     return result.summary()
 
 
-@app.task(
+@shared_task(
     name=RUN_DUE_TASK,
     queue=SPARK_QUEUE,
     time_limit=RECONCILE_TIME_LIMIT,
@@ -83,13 +85,15 @@ def run_due_reconciles() -> list[dict[str, Any]]:
     return [result.summary() for result in results]
 
 
-@app.task(name=REQUEST_DAILY_TASK, queue=SPARK_QUEUE, **RELIABLE_TASK_OPTIONS)
+@shared_task(
+    name=REQUEST_DAILY_TASK, queue=SPARK_QUEUE, **{**RELIABLE_TASK_OPTIONS, "max_retries": 20}
+)
 def request_daily_reconcile() -> int:
     """Spark has not always announced lost eligibility: compare everything once a day."""
     now = utcnow()
     with connection(current_settings().database_url) as conn, conn.transaction():
         reconcile_id, _ = request_reconcile(conn, "daily", due_at=now, now=now)
-    app.send_task(RECONCILE_TASK, kwargs={"reconcile_id": reconcile_id}, queue=SPARK_QUEUE)
+    current_app.send_task(RECONCILE_TASK, kwargs={"reconcile_id": reconcile_id}, queue=SPARK_QUEUE)
     return reconcile_id
 
 
@@ -113,6 +117,6 @@ def enqueue_enrollment(user_ids: list[str]) -> None:
     """Hand consenting users that just became eligible to the users domain, after the commit."""
     for start in range(0, len(user_ids), ENROLL_BATCH):
         batch = user_ids[start : start + ENROLL_BATCH]
-        app.send_task(ENROLL_TASK, kwargs={"user_ids": batch}, queue=SPARK_QUEUE)
+        current_app.send_task(ENROLL_TASK, kwargs={"user_ids": batch}, queue=SPARK_QUEUE)
     if user_ids:
         log.info("enrollment requested for %d newly eligible user(s)", len(user_ids))

@@ -40,9 +40,7 @@ class BrokenBody(ValueError):
 
 
 class SparkDateTime(fields.Field[datetime]):
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> datetime:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
         if not isinstance(value, str):
             raise ValidationError("not a timestamp string")
         try:

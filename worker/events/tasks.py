@@ -10,13 +10,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from celery import Task
+from celery import Task, shared_task
 
 from shared.db import connection, execute, fetch_all, fetch_one
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE, SPARK_QUEUE
 from shared.spark_api import SparkClient, SparkError
 from shared.timeutil import isoformat_utc, utcnow
-from worker.app import RELIABLE_TASK_OPTIONS, app, current_settings
+from worker.celery_app import RELIABLE_TASK_OPTIONS, current_settings
 from worker.events.inbox import Source, ingest
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 BACKFILL_TASK = "events.backfill_events"
 
 
-@app.task(
+@shared_task(
     name=INGEST_EVENT_TASK,
     bind=True,
     queue=INGEST_QUEUE,
@@ -43,13 +43,16 @@ BACKFILL_TASK = "events.backfill_events"
 def ingest_event(self: Task, *, body_b64: str, received_at: str, source: Source = "webhook") -> str:
     """Store one delivery. The task id, given at the ingress, identifies the delivery."""
     raw = base64.b64decode(body_b64, validate=True)
-    with connection(current_settings().database_url) as conn:
+    settings = current_settings()
+    with connection(settings.database_url) as conn:
         result = ingest(
             conn,
             delivery_id=str(self.request.id),
             raw=raw,
             received_at=datetime.fromisoformat(received_at),
             source=source,
+            settings=settings,
+            sender=self.app,
         )
     return result.outcome
 
@@ -116,7 +119,7 @@ def backfill(client: SparkClient, database_url: str, *, full: bool = False) -> B
     return report
 
 
-@app.task(
+@shared_task(
     name=BACKFILL_TASK,
     queue=SPARK_QUEUE,
     time_limit=280,

@@ -25,7 +25,7 @@ RECEIVED_TASKS = frozenset({INGEST_EVENT_TASK, "consumption.ingest_readings"})
 
 
 def start_worker_metrics(worker: Any) -> None:
-    from worker.app import current_settings
+    from worker.celery_app import current_settings
 
     settings = current_settings()
     if not settings.worker_metrics_port:

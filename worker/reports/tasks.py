@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import shared_task
+
 from shared.config import Settings
 from shared.db import connection
 from shared.queues import SPARK_QUEUE
 from shared.spark_api import SparkClient
 from shared.timeutil import isoformat_utc, parse_spark_datetime, utcnow
-from worker.app import RELIABLE_TASK_OPTIONS, app, current_settings
+from worker.celery_app import RELIABLE_TASK_OPTIONS, current_settings
 from worker.reports import compensation, ledger, sender
 from worker.reports.ledger import ReportRules
 from worker.reports.sender import RateLimiter, SendResult
@@ -100,7 +102,7 @@ def _follow_up(results: list[SendResult], *, now: datetime, explicit_now: bool) 
     return queued
 
 
-@app.task(
+@shared_task(
     name=SWEEP_TASK,
     queue=SPARK_QUEUE,
     time_limit=TIME_LIMIT,
@@ -131,7 +133,7 @@ def sweep_reports(*, now: str | None = None) -> dict[str, Any]:
     }
 
 
-@app.task(
+@shared_task(
     name=SEND_REPORT_TASK,
     queue=SPARK_QUEUE,
     time_limit=TIME_LIMIT,
@@ -152,7 +154,7 @@ def send_report(*, report_id: int, now: str | None = None) -> dict[str, Any]:
     return {"sent": [result.to_json() for result in results], "followUps": follow_ups}
 
 
-@app.task(
+@shared_task(
     name=COMPENSATION_TASK,
     queue=SPARK_QUEUE,
     time_limit=TIME_LIMIT,

@@ -7,13 +7,13 @@ import time
 from datetime import datetime
 from typing import Any
 
-from celery import Task
+from celery import Task, shared_task
 
 from shared.db import connection
 from shared.queues import SPARK_QUEUE
 from shared.spark_api import SparkClient, SparkError, SparkHTTPError
 from shared.timeutil import parse_spark_datetime, utcnow
-from worker.app import RELIABLE_TASK_OPTIONS, app, current_settings
+from worker.celery_app import RELIABLE_TASK_OPTIONS, current_settings
 from worker.users import deletion, enrollment, sync
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ ENROLL_CHUNK = 200
 SPARK_RETRY_MAX_SECONDS = 600
 
 
-@app.task(
+@shared_task(
     name=SYNC_TASK,
     queue=SPARK_QUEUE,
     time_limit=SYNC_TIME_LIMIT,
@@ -61,7 +61,7 @@ def sync_registry(*, retry_errors: bool = False) -> dict[str, Any]:
     return report.to_json()
 
 
-@app.task(
+@shared_task(
     name=ENROLL_TASK,
     bind=True,
     queue=SPARK_QUEUE,
@@ -96,7 +96,7 @@ def enroll_users(self: Task, *, user_ids: list[str]) -> dict[str, Any]:
     return {"policy": settings.auto_enroll, "results": [r.to_json() for r in results]}
 
 
-@app.task(
+@shared_task(
     name=DUE_DELETIONS_TASK,
     queue=SPARK_QUEUE,
     **{**RELIABLE_TASK_OPTIONS, "max_retries": 5},

@@ -6,9 +6,11 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
+from celery import shared_task
+
 from shared.queues import SPARK_QUEUE
 from shared.spark_api import SparkClient
-from worker.app import RELIABLE_TASK_OPTIONS, app, current_settings
+from worker.celery_app import RELIABLE_TASK_OPTIONS, current_settings
 from worker.events.tasks import enqueue_ingest
 from worker.webhooks.delivery_log import DeliveryLogCheck, check_delivery_log
 
@@ -21,7 +23,7 @@ def enqueue_polled(raw: bytes) -> str:
     return enqueue_ingest(raw, source="poll")
 
 
-@app.task(
+@shared_task(
     name=CHECK_DELIVERY_LOG_TASK,
     queue=SPARK_QUEUE,
     time_limit=280,
