@@ -38,11 +38,10 @@ def settings_or_fail() -> Settings:
 
 
 def worker_app() -> Celery:
-    """The Celery app built from this command's settings, made the current app, for the
-    commands that queue tasks (replays, backfill, redispatch)."""
-    from worker.celery_app import create_app
-
-    return create_app(settings_or_fail())
+    """The Celery app `main` built from this command's settings and made the current app:
+    whatever a command queues goes where the workers read."""
+    app: Celery = click.get_current_context().find_root().obj
+    return app
 
 
 @contextmanager
@@ -92,6 +91,12 @@ def main(env_file: Path) -> None:
             configure_logging("cli", level=None)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
+    # Settings are checked before any command runs: a deployment with broken settings fails
+    # here, naming them, instead of halfway through a command.
+    settings = settings_or_fail()
+    from worker.celery_app import create_app
+
+    click.get_current_context().obj = create_app(settings)
 
 
 def spark_client() -> SparkClient:

@@ -232,7 +232,6 @@ def curves_check(at: datetime | None, wait: float, as_json: bool) -> None:
     from worker.curves.check import run_check
 
     settings = settings_or_fail()
-    worker_app()  # the app the check's backfill queues the missing events through
     client = SparkClient.from_settings(settings) if settings.spark_configured else None
     try:
         result = run_check(

@@ -7,7 +7,7 @@ import sys
 import click
 
 from shared.db import fetch_all
-from worker.cli.base import database, print_json, settings_or_fail, spark_client, worker_app
+from worker.cli.base import database, print_json, settings_or_fail, spark_client
 
 
 @click.group()
@@ -29,7 +29,6 @@ def eligibility_sync(as_json: bool) -> None:
     if result.to_enroll:
         from worker.eligibility.tasks import enqueue_enrollment
 
-        worker_app()  # the app the enrollment tasks are queued through
         try:
             enqueue_enrollment(result.to_enroll)
         except Exception as exc:

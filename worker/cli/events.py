@@ -142,7 +142,6 @@ def events_backfill(full: bool, as_json: bool) -> None:
     from worker.events.tasks import backfill
 
     settings = settings_or_fail()
-    worker_app()  # the app the backfill queues the missing events through
     with spark_client() as client:
         report = backfill(client, settings.database_url, full=full)
     if as_json:
