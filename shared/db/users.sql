@@ -287,16 +287,6 @@ LIMIT %(limit)s;
 -- `updated_at` is each row's version: a row is marked synced only if nothing changed it
 -- while its push was in flight; otherwise the next sync pushes the newer version.
 
--- name: count_to_push
-SELECT
-    (SELECT count(*) FROM users
-     WHERE synced_at IS NULL AND sync_error IS NULL AND deleted_at IS NULL AND known_locally)
-        AS users,
-    (SELECT count(*) FROM locations l JOIN users u USING (user_id)
-     WHERE l.synced_at IS NULL AND l.sync_error IS NULL AND u.deleted_at IS NULL) AS locations,
-    (SELECT count(*) FROM resources r JOIN users u USING (user_id)
-     WHERE r.synced_at IS NULL AND r.sync_error IS NULL AND u.deleted_at IS NULL) AS resources;
-
 -- name: anything_to_push
 SELECT EXISTS (
            SELECT 1 FROM users

@@ -81,11 +81,40 @@ class _Phase:
     table: str
     key: str
     chunk: int
+    # The named queries (shared/db/users.sql) of this table, spelled out so that a search
+    # for a query's name finds where it runs.
+    to_push: str
+    mark_synced: str
+    mark_sync_failed: str
 
 
-_USERS = _Phase("user", "users", "user_id", USER_CHUNK)
-_LOCATIONS = _Phase("location", "locations", "location_id", LOCATION_CHUNK)
-_RESOURCES = _Phase("resource", "resources", "resource_id", RESOURCE_CHUNK)
+_USERS = _Phase(
+    "user",
+    "users",
+    "user_id",
+    USER_CHUNK,
+    to_push="users_to_push",
+    mark_synced="mark_users_synced",
+    mark_sync_failed="mark_users_sync_failed",
+)
+_LOCATIONS = _Phase(
+    "location",
+    "locations",
+    "location_id",
+    LOCATION_CHUNK,
+    to_push="locations_to_push",
+    mark_synced="mark_locations_synced",
+    mark_sync_failed="mark_locations_sync_failed",
+)
+_RESOURCES = _Phase(
+    "resource",
+    "resources",
+    "resource_id",
+    RESOURCE_CHUNK,
+    to_push="resources_to_push",
+    mark_synced="mark_resources_synced",
+    mark_sync_failed="mark_resources_sync_failed",
+)
 
 
 class _ParentMissing(Exception):
@@ -162,7 +191,7 @@ def _run_phase(
         if deadline is not None and time.monotonic() > deadline:
             return False
         with conn.transaction():
-            rows = fetch_all(conn, f"{phase.table}_to_push", {"after": after, "limit": phase.chunk})
+            rows = fetch_all(conn, phase.to_push, {"after": after, "limit": phase.chunk})
         if not rows:
             return True
         after = rows[-1][key]
@@ -174,13 +203,13 @@ def _run_phase(
             if ok:
                 marked = execute(
                     conn,
-                    f"mark_{phase.table}_synced",
+                    phase.mark_synced,
                     {"ids": [r[key] for r in ok], "versions": [r["updated_at"] for r in ok]},
                 ).rowcount
             if failed:
                 execute(
                     conn,
-                    f"mark_{phase.table}_sync_failed",
+                    phase.mark_sync_failed,
                     {
                         "ids": [r[key] for r in failed],
                         "versions": [r["updated_at"] for r in failed],
