@@ -663,3 +663,76 @@ WHERE c.event_id = %(event_id)s
         AND l.batch_id = rd.batch_id)
 ORDER BY rd.received_at, rd.resource_id, rd.start_at
 LIMIT %(limit)s;
+
+-- name: correction_candidates
+-- SPARK_REPORT_CORRECTIONS=replace: sent one-part reports before their deadline whose late
+-- readings have settled (the last came %(settle)s ago or more) and came after the latest
+-- revision was built, with that revision's kWh.
+SELECT r.event_id, lr.last_recorded,
+       coalesce(prev.revision, 1) AS revision,
+       coalesce(prev.sent_kwh, r.total_kwh) AS current_kwh
+FROM reports r
+CROSS JOIN LATERAL (
+    SELECT max(l.recorded_at) AS last_recorded
+    FROM late_readings l
+    WHERE l.event_id = r.event_id
+) lr
+LEFT JOIN LATERAL (
+    SELECT c.revision, c.status, c.late_until,
+           (SELECT s.total_kwh FROM report_corrections s
+            WHERE s.event_id = r.event_id AND s.status = 'sent'
+            ORDER BY s.revision DESC LIMIT 1) AS sent_kwh
+    FROM report_corrections c
+    WHERE c.event_id = r.event_id
+    ORDER BY c.revision DESC
+    LIMIT 1
+) prev ON true
+WHERE r.status = 'sent' AND r.part = 1 AND r.parts = 1
+  AND %(now)s < r.month_end + %(grace)s
+  AND lr.last_recorded IS NOT NULL
+  AND lr.last_recorded + %(settle)s <= %(now)s
+  AND (prev.revision IS NULL OR (prev.status <> 'due' AND prev.late_until < lr.last_recorded))
+ORDER BY r.event_id
+LIMIT %(limit)s;
+
+-- name: add_report_correction
+INSERT INTO report_corrections (
+    event_id, revision, status, body, idempotency_key, total_kwh, previous_kwh, late_until,
+    built_at
+)
+VALUES (%(event_id)s::text, %(revision)s::integer, %(status)s::text, %(body)s::text,
+        %(event_id)s::text || '/r' || %(revision)s::integer || '/' || md5(%(body)s::text),
+        %(kwh)s,
+        %(previous_kwh)s, %(late_until)s, %(now)s)
+ON CONFLICT (event_id, revision) DO NOTHING
+RETURNING event_id, revision, status;
+
+-- name: miss_overdue_corrections
+UPDATE report_corrections c
+SET status = 'missed'
+FROM reports r
+WHERE c.status = 'due' AND r.event_id = c.event_id AND r.part = 1
+  AND %(now)s >= r.month_end + %(grace)s
+RETURNING c.event_id, c.revision;
+
+-- name: due_corrections
+SELECT event_id, revision, body, idempotency_key, attempts
+FROM report_corrections
+WHERE status = 'due'
+ORDER BY built_at, event_id
+LIMIT %(limit)s;
+
+-- name: record_correction_attempt
+UPDATE report_corrections
+SET status = %(status)s, attempts = attempts + 1, last_error = %(error)s,
+    response = %(response)s, spark_report_id = %(spark_report_id)s,
+    sent_at = CASE WHEN %(status)s = 'sent' THEN %(now)s ELSE sent_at END
+WHERE event_id = %(event_id)s AND revision = %(revision)s AND status = 'due'
+RETURNING event_id;
+
+-- name: event_report_corrections
+SELECT revision, status, total_kwh, previous_kwh, late_until, built_at, attempts, last_error,
+       response, spark_report_id, sent_at, idempotency_key
+FROM report_corrections
+WHERE event_id = %(event_id)s
+ORDER BY revision;

@@ -180,7 +180,7 @@ def reports_send(
     Spark) and sent. A report that was sent is not sent again. An event past its deadline is
     marked missed (exit 1); one that has not ended is refused (exit 1) unless --before-end.
     """
-    from worker.reports import ledger, sender
+    from worker.reports import corrections, ledger, sender
 
     if send_due == (event_id is not None):
         raise click.UsageError("give exactly one of --due and --event ID")
@@ -209,9 +209,9 @@ def reports_send(
                 ledger.NotEnded,
             ) as exc:
                 raise click.ClickException(str(exc)) from None
-        results = sender.send_due(
-            conn, client, rules, sender.RateLimiter(rules.rate_limit), now=now, event_id=event_id
-        )
+        limiter = sender.RateLimiter(rules.rate_limit)
+        results = sender.send_due(conn, client, rules, limiter, now=now, event_id=event_id)
+        corrected = corrections.correct(conn, client, rules, limiter, now=now) if send_due else None
     unknown = made.unknown_periods if made else []
     if as_json:
         print_json(
@@ -219,6 +219,7 @@ def reports_send(
                 "sweep": swept.to_json() if swept else None,
                 "results": [result.to_json() for result in results],
                 "unknownPeriods": [start.isoformat() for start in unknown],
+                "corrections": corrected.to_json() if corrected else None,
             }
         )
     else:
@@ -268,6 +269,10 @@ def reports_deadlines(now_text: str | None, as_json: bool) -> None:
         click.echo("no reports")
     for view in views:
         _print_month(view, rules)
+    click.echo(
+        f"corrections: {rules.corrections} (SPARK_REPORT_CORRECTIONS; confirm with Volue "
+        "that a second report replaces the first before turning it on)"
+    )
 
 
 def _print_month(view: Any, rules: Any) -> None:

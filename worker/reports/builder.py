@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import LiteralString
+from typing import Any, LiteralString
 
 from shared.db import Connection, execute, fetch_all, fetch_one
 from shared.db.queries import QUERIES
@@ -100,7 +100,9 @@ WITH effective AS (
     -- reading without one counts for: that is a question of the curve's targets.
     SELECT t.resource_id, t.location_id,
            count(*) OVER (PARTITION BY t.resource_id) = 1 AS only_location,
-           x.reason IS NOT NULL AS excluded
+           -- A correction (%(correction)s) takes in targets that had no readings before.
+           x.reason IS NOT NULL AND NOT (%(correction)s AND x.reason = 'no_readings')
+               AS excluded
     FROM price_curve_targets t
     LEFT JOIN report_exclusions x
       ON x.event_id = t.event_id
@@ -198,6 +200,28 @@ SET parts = EXCLUDED.parts,
 RETURNING id, part, parts, payload_count, point_count, total_kwh
 """
 
+# A corrected report (worker/reports/corrections.py) of one curve from `report_build`: one
+# body with every payload, in the order and form of WRITE_TEMPLATE's, written nowhere.
+CORRECTION_TEMPLATE: LiteralString = """
+WITH numbered AS (
+    SELECT p.*, res.meter_point_id
+    FROM report_build p
+    LEFT JOIN resources res ON res.resource_id = p.resource_id
+)
+SELECT count(*) AS payloads, coalesce(sum(kwh), 0) AS kwh,
+       '{"eventId":' || to_json(%(event_id)s::text)::text || ',"payloads":['
+       || string_agg(
+              '{"payloadType":"EnergyUsage","resourceId":' || to_json(resource_id::text)::text
+              || ',"locationId":' || to_json(location_id::text)::text
+              || coalesce(',"meterPointId":' || to_json(meter_point_id)::text, '')
+              || ',' || to_json(%(points_field)s::text)::text || ':['
+              || array_to_string(ARRAY[{slot_points}], ',')
+              || '],"resolution":' || to_json(%(resolution)s::text)::text || '}',
+              ',' ORDER BY resource_id, location_id)
+       || ']}' AS body
+FROM numbered
+"""
+
 # One item per slot {k}, for the markers of SUMS_TEMPLATE and WRITE_TEMPLATE.
 SLOT_ITEMS: dict[str, tuple[str, str]] = {
     "slot_sums": (
@@ -292,6 +316,65 @@ def record_targets_without_readings(
     )
 
 
+@dataclass(frozen=True)
+class CorrectedBody:
+    body: str
+    payloads: int
+    kwh: float
+
+
+def build_correction(
+    conn: Connection, event_id: str, rules: ReportRules, *, now: datetime
+) -> CorrectedBody | None:
+    """The event's full report built again from the readings now, as one body written nowhere
+    (the targets left out for lack of readings taken in); None when nothing is left."""
+    prepared = _prepare_build(conn, event_id, rules, now=now, correction=True)
+    if prepared is None:
+        return None
+    params, slots, sums = prepared
+    conn.execute("CREATE TEMPORARY TABLE report_build ON COMMIT DROP AS " + sums, params)
+    row = conn.execute(_written_out(CORRECTION_TEMPLATE, slots), params).fetchone()
+    conn.execute("DROP TABLE report_build")
+    if row is None or not row["payloads"]:
+        return None
+    return CorrectedBody(row["body"], int(row["payloads"]), float(row["kwh"]))
+
+
+def _prepare_build(
+    conn: Connection, event_id: str, rules: ReportRules, *, now: datetime, correction: bool
+) -> tuple[dict[str, Any], int, LiteralString] | None:
+    window = fetch_one(conn, "report_window", {"event_id": event_id})
+    if window is None:
+        return None
+    span = {
+        "event_id": event_id,
+        "earliest_start": window["earliest_start"],
+        "first_period_start": window["first_period_start"],
+        "last_period_end": window["last_period_end"],
+    }
+    shares = fetch_all(conn, "report_shares", span)
+    if not shares:
+        return None
+    superseded = has_newer_curve(conn, event_id)
+    apply_build_settings(conn)
+    slots = len(window["period_starts"])
+    params: dict[str, Any] = {
+        **span,
+        "now": now,
+        "superseded": superseded,
+        "correction": correction,
+        "span_starts": [row["start_at"] for row in shares],
+        "span_ends": [row["end_at"] for row in shares],
+        "slots": [row["slot"] for row in shares],
+        "shares": [float(row["share"]) for row in shares],
+        "period_starts": window["period_starts"],
+        "point_prefixes": [point_prefix(ts) for ts in window["spark_timestamps"]],
+        "points_field": rules.points_field,
+        "resolution": format_time_span(window["resolution"]),
+    }
+    return params, slots, sums_sql(slots, superseded)
+
+
 def build_report(
     conn: Connection, report_id: int, event_id: str, rules: ReportRules, *, now: datetime
 ) -> list[BuiltPart]:
@@ -318,6 +401,7 @@ def build_report(
         "report_id": report_id,
         "now": now,
         "superseded": superseded,
+        "correction": False,
         "span_starts": [row["start_at"] for row in shares],
         "span_ends": [row["end_at"] for row in shares],
         "slots": [row["slot"] for row in shares],

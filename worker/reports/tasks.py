@@ -26,7 +26,7 @@ from shared.queues import SPARK_QUEUE
 from shared.spark_api import SparkClient
 from shared.timeutil import isoformat_utc, parse_spark_datetime, utcnow
 from worker.celery_app import RELIABLE_TASK_OPTIONS, current_settings
-from worker.reports import compensation, ledger, sender
+from worker.reports import compensation, corrections, ledger, sender
 from worker.reports.ledger import ReportRules
 from worker.reports.sender import RateLimiter, SendResult
 
@@ -121,6 +121,9 @@ def sweep_reports(*, now: str | None = None) -> dict[str, Any]:
         results = sender.send_due(
             conn, setup.client(), setup.rules, setup.limiter(), now=when, deadline=budget_ends
         )
+        corrected = corrections.correct(
+            conn, setup.client(), setup.rules, setup.limiter(), now=when
+        )
         more_due = ledger.next_attempt_at(conn)
     follow_ups = _follow_up(results, now=when, explicit_now=now is not None)
     if time.monotonic() >= budget_ends and more_due is not None and more_due <= when:
@@ -130,6 +133,7 @@ def sweep_reports(*, now: str | None = None) -> dict[str, Any]:
         "sweep": swept.to_json(),
         "sent": [result.to_json() for result in results],
         "followUps": follow_ups,
+        "corrections": corrected.to_json() if corrected else None,
     }
 
 

@@ -118,6 +118,7 @@ def event_view(
         unrecorded = fetch_all(
             conn, "readings_after_sent_body", {"event_id": event_id, "limit": LATE_SHOWN}
         )
+        revisions = fetch_all(conn, "event_report_corrections", {"event_id": event_id})
     exclusions = event_exclusions(conn, event_id)
     by_report: dict[int, list[dict[str, Any]]] = {}
     for attempt in attempts:
@@ -138,4 +139,21 @@ def event_view(
         "leftOut": [e.to_json() for e in exclusions if not e.set_aside],
         "setAside": [e.to_json() for e in exclusions if e.set_aside],
         "late": _late_json(late, late_rows, unrecorded),
+        "corrections": [
+            {
+                "revision": r["revision"],
+                "status": r["status"],
+                "kWh": r["total_kwh"],
+                "previousKWh": r["previous_kwh"],
+                "lateUntil": r["late_until"],
+                "builtAt": r["built_at"],
+                "attempts": r["attempts"],
+                "lastError": r["last_error"],
+                "response": r["response"],
+                "sparkReportId": r["spark_report_id"],
+                "sentAt": r["sent_at"],
+                "idempotencyKey": r["idempotency_key"],
+            }
+            for r in revisions
+        ],
     }
