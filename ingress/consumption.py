@@ -33,7 +33,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ingress.queueing import QueueUnavailable, TaskQueue
 from shared.config import Settings
-from worker.consumption.readings import INGEST_READINGS_TASK, check_readings
+from shared.readings import INGEST_READINGS_TASK, check_readings
 
 logger = logging.getLogger(__name__)
 

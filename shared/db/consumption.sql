@@ -148,19 +148,11 @@ WITH cast_rows AS (
     SELECT row_no, resource_id, nullif(location_id, '') AS location_id,
            nullif(reading_id, '') AS reading_id, start_at AS start_text, end_at AS end_text,
            kwh AS kwh_text,
-           CASE
-               WHEN substr(start_at, 11, 1) IN ('T', ' ')
-                    AND (right(start_at, 1) = 'Z' OR right(start_at, 6) LIKE '+__:__'
-                         OR right(start_at, 6) LIKE '-__:__')
-               THEN start_at::timestamptz
-           END AS start_at,
-           CASE
-               WHEN substr(end_at, 11, 1) IN ('T', ' ')
-                    AND (right(end_at, 1) = 'Z' OR right(end_at, 6) LIKE '+__:__'
-                         OR right(end_at, 6) LIKE '-__:__')
-               THEN end_at::timestamptz
-           END AS end_at,
-           CASE WHEN kwh <> '' THEN kwh::double precision END AS kwh
+           -- time_spelling, kwh_spelling: shared/readings.py's TIME_SPELLING and
+           -- KWH_SPELLING, anchored.
+           CASE WHEN start_at ~ %(time_spelling)s THEN start_at::timestamptz END AS start_at,
+           CASE WHEN end_at ~ %(time_spelling)s THEN end_at::timestamptz END AS end_at,
+           CASE WHEN kwh ~ %(kwh_spelling)s THEN kwh::double precision END AS kwh
     FROM staged_readings
     WHERE batch_token = %(token)s
     -- A fence: the casts are computed once per row, not again wherever a check names them.
@@ -178,7 +170,8 @@ WITH cast_rows AS (
                WHEN coalesce(end_text, '') = '' THEN 'end is required'
                WHEN end_at IS NULL
                    THEN 'end must be an ISO 8601 date and time with Z or a ±hh:mm offset'
-               WHEN kwh IS NULL THEN 'kWh is required'
+               WHEN coalesce(kwh_text, '') = '' THEN 'kWh is required'
+               WHEN kwh IS NULL THEN 'kWh must be a number'
                WHEN end_at <= start_at THEN 'end must be after start'
                WHEN end_at - start_at > interval '31 days'
                    THEN 'a reading may span at most 31 days'

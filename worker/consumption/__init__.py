@@ -3,6 +3,6 @@
 `consumption.ingest_readings` task for partner code), stored so that a re-sent reading
 replaces the one before. Reports split them into a curve's periods (worker/reports).
 
-`readings` has no imports beyond the standard library: the ingress uses it to check a body
-without touching the worker or the database.
+What a valid reading is lives in `shared/readings.py` (standard library only), so that the
+ingress checks a body by the same rules without importing the worker.
 """

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import BinaryIO
 
 from shared.db import Connection
-from worker.consumption.readings import MAX_ID_BYTES, PLAIN_KWH, PLAIN_TIME
+from shared.readings import MAX_ID_BYTES, PLAIN_KWH, PLAIN_TIME
 from worker.consumption.store import StoreResult, open_batch, store_csv_chunk
 
 # Progress is shown and committed per chunk. A chunk's readings move each resource's coverage
@@ -64,7 +64,7 @@ class Header:
 
     def plain_record(self) -> re.Pattern[bytes]:
         """A record on one line whose values PostgreSQL reads as our checks would (see
-        readings.PLAIN_TIME); a chunk of only such records can skip the row checks."""
+        shared.readings.PLAIN_TIME); a chunk of only such records can skip the row checks."""
         fields = b",".join(_PLAIN_FIELDS[name] for name in self.fields)
         return re.compile(rb"^" + fields + rb"\r?$", re.MULTILINE)
 

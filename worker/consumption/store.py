@@ -41,7 +41,15 @@ import psycopg
 from psycopg.rows import DictRow
 
 from shared.db import Connection, execute, fetch_one
-from worker.consumption.readings import FieldErrors, Reading, check_reading, describe
+from shared.readings import (
+    KWH_SPELLING,
+    TIME_SPELLING,
+    FieldErrors,
+    Reading,
+    check_reading,
+    check_readings,
+    describe,
+)
 
 # Rejected rows kept per batch (all are counted).
 MAX_BATCH_ERRORS = 100
@@ -136,6 +144,16 @@ def store_readings(
     return _store_chunk(
         conn, stage, None, batch_id=batch_id, now=now, first_row=1, rejected=rejected
     )
+
+
+def store_items(
+    conn: Connection, items: Sequence[Any], *, batch_id: str, now: datetime
+) -> StoreResult:
+    """Store readings as JSON gives them (the ingest task's): each checked here, the good
+    ones stored, the others counted with their place (1-based)."""
+    checked, errors = check_readings(items)
+    rejected = [RowError(int(index) + 1, describe(problems)) for index, problems in errors.items()]
+    return store_readings(conn, checked, batch_id=batch_id, now=now, rejected=rejected)
 
 
 def store_csv_chunk(
@@ -276,13 +294,22 @@ def _check(
     judge make the chunk go through `fallback` (its problems added to `result` and
     `errors`)."""
     token = str(uuid.uuid4())
-    params = {**params, "token": token}
+    params = {
+        **params,
+        "token": token,
+        "time_spelling": f"^(?:{TIME_SPELLING})$",
+        "kwh_spelling": f"^(?:{KWH_SPELLING})$",
+    }
     execute(conn, "set_batch_token", {"token": token})
     # The checked chunk is held once and read several times: in memory, not a temporary file.
     execute(conn, "set_local_setting", {"name": "work_mem", "value": CHUNK_WORK_MEM})
     # The planner expects a few rows from each step of the check and the merge where there
     # are a chunk's worth; joined in a nested loop, a 16 MB chunk's rows would take hours.
     execute(conn, "set_local_setting", {"name": "enable_nestloop", "value": "off"})
+    # Nested loops off make every plan look dear (PostgreSQL adds a huge cost for them); left
+    # on, JIT would then compile each statement that follows, a second each even for a
+    # batch of one reading.
+    execute(conn, "set_local_setting", {"name": "jit", "value": "off"})
     try:
         with conn.transaction():
             stage(conn)

@@ -26,10 +26,10 @@ from celery import Task, current_app, shared_task
 
 from shared.db import connection
 from shared.queues import INGEST_QUEUE, SPARK_QUEUE
+from shared.readings import INGEST_READINGS_TASK
 from shared.timeutil import parse_spark_datetime, utcnow
 from worker.celery_app import INFRASTRUCTURE_ERRORS, RELIABLE_TASK_OPTIONS, current_settings
-from worker.consumption.readings import INGEST_READINGS_TASK, check_readings, describe
-from worker.consumption.store import RowError, batch_stored, open_batch, store_readings
+from worker.consumption.store import batch_stored, open_batch, store_items
 from worker.reports.ledger import ReportRules, waiting_for_readings
 from worker.reports.tasks import SWEEP_TASK
 
@@ -70,8 +70,6 @@ def ingest_readings(
     batch = batch_id or str(self.request.id)
     if source not in SOURCES:
         source = "task"
-    checked, errors = check_readings(readings)
-    rejected = [RowError(int(index) + 1, describe(problems)) for index, problems in errors.items()]
     settings = current_settings()
     rules = ReportRules.from_settings(settings)
     with connection(settings.database_url) as conn:
@@ -80,7 +78,7 @@ def ingest_readings(
         ):
             log.info("readings batch %s was stored before; nothing to do", batch)
             return {"batchId": batch, "alreadyStored": True}
-        result = store_readings(conn, checked, batch_id=batch, now=when, rejected=rejected)
+        result = store_items(conn, readings, batch_id=batch, now=when)
         wake = (result.inserted or result.replaced) and waiting_for_readings(conn, rules, now=when)
     if result.rejected:
         log.warning("readings batch %s: %d of %d rejected", batch, result.rejected, result.readings)

@@ -3,14 +3,21 @@ CSV file), with an error per field.
 
 A reading is `{resourceId, locationId?, start, end, kWh, readingId?}`: the energy in kWh a
 resource used in [start, end). Times are ISO 8601 with `Z` or a `±hh:mm` offset, never
-without one. These rules are also checked, set-wise, in `merge_staged_readings`
-(shared/db/consumption.sql), and are constraints of `readings` (migration 0011); a file's
-rows are checked there first and here only when that check cannot name the bad row.
+without one.
+
+This module is the definition of a valid reading, and the ingress imports it (standard
+library only). Two places stand in for it where checking each row here would be slow, and
+`tests/consumption/test_one_rule_set.py` feeds generated rows to every way in to hold them
+to it: the checked way of a file, set-wise in SQL (`check_staged_readings`, given
+TIME_SPELLING; a row only this module can judge sends its chunk here), and the fast way,
+whose plain records are spelled as PLAIN_TIME and PLAIN_KWH and whose other rules are the
+constraints of `readings` (migration 0011).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,11 +36,26 @@ MAX_SPAN = timedelta(days=31)
 
 FieldErrors = dict[str, list[str]]
 
+# How a time is written: ISO 8601 date and time, with `Z` or a `±hh:mm` offset, in the range
+# of values that Python and PostgreSQL both read the same way (PostgreSQL would take 24:00,
+# a 60th second and offsets from 16 hours). The one definition: `parse_time` matches it, the
+# checked way of a file (check_staged_readings) is given it, and the fast way's plain records
+# are made of it. Whether the date exists is left to the parsers (both refuse February 30th).
+TIME_SPELLING = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]"
+    r"(?::[0-5][0-9](?:\.[0-9]{1,6})?)?(?:Z|[+-](?:0[0-9]|1[0-5]):[0-5][0-9])"
+)
+_TIME = re.compile(TIME_SPELLING)
 # A file's values in the spellings that PostgreSQL reads as these rules do (`parse_time`,
 # `parse_kwh`): a chunk whose rows all use them goes to PostgreSQL typed, unchecked here
 # (csv_import.plain_record). Other spellings are checked the long way, not refused.
-PLAIN_TIME = rb"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:\d\d)"
-PLAIN_KWH = rb"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+PLAIN_TIME = TIME_SPELLING.encode()
+PLAIN_KWH = rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+# How kWh is written as text, the same way for `parse_kwh` and the checked way of a file
+# (check_staged_readings): a decimal number, spaces around it allowed. Python's float() and
+# PostgreSQL's would each take more, and not the same (`1_000`, `0x10`, other scripts' digits).
+KWH_SPELLING = r"[ \t]*" + PLAIN_KWH.decode() + r"[ \t]*"
+_KWH = re.compile(KWH_SPELLING)
 
 
 @dataclass(frozen=True)
@@ -68,9 +90,8 @@ class Reading:
 
 
 def parse_time(value: str) -> datetime:
-    """ISO 8601 date and time with `Z` or `±hh:mm`; ValueError otherwise."""
-    has_offset = value.endswith("Z") or (len(value) >= 6 and value[-6] in "+-" and value[-3] == ":")
-    if len(value) < 16 or value[10] not in "T " or not has_offset:
+    """A time spelled as TIME_SPELLING says; ValueError otherwise."""
+    if not _TIME.fullmatch(value):
         raise ValueError("must be an ISO 8601 date and time with Z or a ±hh:mm offset")
     try:
         parsed = datetime.fromisoformat(value)
@@ -82,14 +103,9 @@ def parse_time(value: str) -> datetime:
 def parse_kwh(value: Any) -> float:
     """A number from JSON, or the text of one from a file; finite and 0 or more."""
     if isinstance(value, str):
-        text = value.strip()
-        # float() takes "1_000" and PostgreSQL does not: the file path must agree with this.
-        if not text or "_" in text:
+        if not _KWH.fullmatch(value):
             raise ValueError("must be a number")
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError("must be a number") from None
+        number = float(value)
     elif isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
     else:
