@@ -8,6 +8,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.sandbox import SandboxHandle
 from tests.reports.support import (
     HOUR,
@@ -195,7 +197,7 @@ def test_it_splits_a_report_only_above_the_payload_limit_and_says_so(
 
 
 def test_it_records_a_rejection_and_sends_the_fixed_report_again(
-    sandbox: SandboxHandle, database_url: str, tmp_path: Path
+    sandbox: SandboxHandle, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     event = curve(sandbox, database_url, [("car", "home")], STARTS, created_at=CREATED)
     path = write_readings(tmp_path / "r.csv", [reading("car", FIRST, FIRST + HOUR, 3.0)])
@@ -213,6 +215,9 @@ def test_it_records_a_rejection_and_sends_the_fixed_report_again(
     (report,) = report_rows(database_url, event.event_id)
     assert (report["status"], report["rejected_status"]) == ("rejected", 400)
     assert "were due by" in report["rejection"]
+    # Spark named no payload: nothing could be set aside, and the alert says so.
+    (alert,) = [r for r in caplog.records if getattr(r, "alert", None) == "report_rejected"]
+    assert "naming none of its payloads" in alert.getMessage()
     # A better reading arrives, and Spark's clock is right again: the report is rebuilt.
     better = write_readings(tmp_path / "b.csv", [reading("car", FIRST, FIRST + HOUR, 4.0)])
     import_readings(database_url, better, now=AFTER + HOUR)
