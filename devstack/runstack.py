@@ -60,7 +60,6 @@ MANAGED_NAMES = (
     "PORT",
     "SPARK_TIMEZONE",
 )
-SPARK_NAMES = ("SPARK_API_URL", "SPARK_TOKEN_URL", "SPARK_CLIENT_ID", "SPARK_CLIENT_SECRET")
 
 SANDBOX_CLIENT_ID = "spark-partner-dev"
 SANDBOX_EMIT_EVERY = 20
@@ -198,16 +197,6 @@ def resolve_services(settings: Settings, state_dir: Path, say: Say = _say) -> Se
 # -- settings ------------------------------------------------------------------------------------
 
 
-def spark_partly_configured(environ: Mapping[str, str]) -> list[str]:
-    """The Spark settings that are given, when some but not all of them are."""
-    given = [name for name in SPARK_NAMES if _given(environ, name)]
-    return given if 0 < len(given) < len(SPARK_NAMES) else []
-
-
-def _given(environ: Mapping[str, str], name: str) -> bool:
-    return any((environ.get(key) or "").strip() for key in (name, f"{name}_FILE"))
-
-
 def plan_settings(
     settings: Settings,
     services: Services,
@@ -232,7 +221,6 @@ def plan_settings(
         "SPARK_WEBHOOK_SECRETS": webhook_secrets,
     }
     if settings.spark_configured:
-        settings.require_spark()
         values.update(
             SPARK_API_URL=settings.spark_api_url or "",
             SPARK_TOKEN_URL=settings.spark_token_url or "",
@@ -554,14 +542,8 @@ def run_stack(
     """Everything `make run` does; returns the exit status."""
     bin_dir = Path(sys.executable).parent
     try:
+        # Refuses, among other mistakes, some of the four Spark settings without the others.
         settings = load_settings(environ)
-        partial = spark_partly_configured(environ)
-        if partial:
-            missing = [name for name in SPARK_NAMES if name not in partial]
-            raise ConfigError(
-                f"Spark is partly configured ({', '.join(partial)} given, "
-                f"{', '.join(missing)} missing): set all four, or none to use the sandbox"
-            )
     except ConfigError as exc:
         say(f"configuration: {exc}")
         return 2

@@ -13,17 +13,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
+from typing import Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dotenv import load_dotenv
+from dotenv.parser import parse_stream
+
 MAX_WEBHOOK_BYTES = 1024 * 1024
-AUTO_ENROLL_POLICIES = ("off", "consented")
+AutoEnroll = Literal["off", "consented"]
+AUTO_ENROLL_POLICIES: tuple[AutoEnroll, ...] = get_args(AutoEnroll)
 # `points` is the field's current name; `curvePoints` the deprecated one some Spark
 # environments may still expect.
-REPORT_POINTS_FIELDS = ("points", "curvePoints")
+ReportPointsField = Literal["points", "curvePoints"]
+REPORT_POINTS_FIELDS: tuple[ReportPointsField, ...] = get_args(ReportPointsField)
+ReportCorrections = Literal["off", "replace"]
+REPORT_CORRECTIONS: tuple[ReportCorrections, ...] = get_args(ReportCorrections)
+# Spark API access: all four, or none (then nothing calls Spark).
+SPARK_SETTINGS = ("SPARK_API_URL", "SPARK_TOKEN_URL", "SPARK_CLIENT_ID", "SPARK_CLIENT_SECRET")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # Where the plans made from price curves go; see CurveSettings.
-DISPATCHERS = ("log", "http", "celery")
+Dispatcher = Literal["log", "http", "celery"]
+DISPATCHERS: tuple[Dispatcher, ...] = get_args(Dispatcher)
 # Spark's PriceArea enum, without "Unknown".
 PRICE_AREAS = ("NO1", "NO2", "NO3", "NO4", "NO5", "FI", "DK1", "DK2", "SE1", "SE2", "SE3", "SE4")
 
@@ -32,6 +43,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # How log lines are written (shared/logging.py): one JSON object per line, or for a terminal.
 LOG_FORMATS = ("json", "console")
+
+
+_Choice = TypeVar("_Choice", bound=str)
 
 
 class ConfigError(RuntimeError):
@@ -103,6 +117,23 @@ class Env:
             raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
         return content or None
 
+    def choice(
+        self,
+        name: str,
+        choices: tuple[_Choice, ...],
+        default: _Choice,
+        *,
+        case_sensitive: bool = False,
+    ) -> _Choice:
+        """One of `choices` (a Literal's values); anything else stops the process."""
+        value = self._raw(name)
+        if value is None:
+            return default
+        for option in choices:
+            if option == value or (not case_sensitive and option == value.lower()):
+                return option
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
     def duration(self, name: str, default: timedelta) -> timedelta:
         """`90` or `90s` seconds, `15m`, `24h`, `2d`."""
         value = self._raw(name)
@@ -130,7 +161,7 @@ class CurveSettings:
     # "log" writes plans to the worker log; "http" POSTs them, signed, to `dispatch_url`;
     # "celery" sends them as task `dispatch_task` on queue `dispatch_queue` for the partner's
     # own workers.
-    dispatcher: str = "log"
+    dispatcher: Dispatcher = "log"
     dispatch_url: str | None = None
     # Our own HMAC secret for the http dispatcher, not Spark's webhook secret.
     dispatch_secret: bytes | None = field(default=None, repr=False)
@@ -167,14 +198,14 @@ class Settings:
     port: int
     # "off": enrollment is manual; "consented": users flagged as consenting are enrolled when
     # they become eligible.
-    auto_enroll: str = "off"
+    auto_enroll: AutoEnroll = "off"
     # How long an eligibility event waits for others of the same burst before the reconcile.
     eligibility_settle_seconds: float = 60.0
     max_webhook_bytes: int = MAX_WEBHOOK_BYTES
     # Bearer tokens that POST /consumption accepts; none configured: it accepts no one.
     consumption_api_tokens: tuple[str, ...] = field(default=(), repr=False)
     # The EnergyUsage field the points travel in: "points" or the deprecated "curvePoints".
-    report_points_field: str = "points"
+    report_points_field: ReportPointsField = "points"
     # How long after the end of an event's month (SPARK_TIMEZONE) a report is still sent.
     report_grace: timedelta = timedelta(hours=24)
     # How long after an event's last period readings may still arrive before it is reported.
@@ -184,7 +215,7 @@ class Settings:
     # The last day's reports wait for readings until this long before the month's deadline.
     report_final_margin: timedelta = timedelta(hours=6)
     # "off" or "replace": whether a sent report is followed by a corrected one.
-    report_corrections: str = "off"
+    report_corrections: ReportCorrections = "off"
     # The least change (kWh) that makes a corrected report worth sending.
     report_correction_min_kwh: float = 1.0
     # An event's report is split into several only above this many payloads.
@@ -203,21 +234,35 @@ class Settings:
 
     @property
     def spark_configured(self) -> bool:
-        return bool(self.spark_api_url and self.spark_client_id and self.spark_client_secret)
+        """All four Spark settings are given (load_settings refuses some without the others)."""
+        return not self.missing_spark_settings()
+
+    def missing_spark_settings(self) -> list[str]:
+        values = (
+            self.spark_api_url,
+            self.spark_token_url,
+            self.spark_client_id,
+            self.spark_client_secret,
+        )
+        return [name for name, value in zip(SPARK_SETTINGS, values, strict=True) if not value]
 
     def require_spark(self) -> None:
-        missing = [
-            name
-            for name, value in (
-                ("SPARK_API_URL", self.spark_api_url),
-                ("SPARK_TOKEN_URL", self.spark_token_url),
-                ("SPARK_CLIENT_ID", self.spark_client_id),
-                ("SPARK_CLIENT_SECRET", self.spark_client_secret),
-            )
-            if not value
-        ]
+        missing = self.missing_spark_settings()
         if missing:
             raise ConfigError("Spark API access needs " + ", ".join(missing))
+
+    def check_spark_all_or_none(self) -> None:
+        """Some Spark settings without the others is a deployment mistake: refuse to start,
+        rather than start and fail at every call to Spark."""
+        missing = self.missing_spark_settings()
+        if 0 < len(missing) < len(SPARK_SETTINGS):
+            raise ConfigError(
+                "Spark API access needs "
+                + ", ".join(missing)
+                + ": set all four of "
+                + ", ".join(SPARK_SETTINGS)
+                + ", or none"
+            )
 
     def require_webhook_secrets(self) -> None:
         if not self.webhook_secrets and not self.allow_unsigned:
@@ -237,9 +282,7 @@ def parse_local_time(name: str, value: str) -> time:
 
 
 def load_curve_settings(env: Env) -> CurveSettings:
-    dispatcher = (env.string("SPARK_DISPATCHER") or "log").lower()
-    if dispatcher not in DISPATCHERS:
-        raise ConfigError(f"SPARK_DISPATCHER must be one of {', '.join(DISPATCHERS)}")
+    dispatcher = env.choice("SPARK_DISPATCHER", DISPATCHERS, "log")
     secret = env.secret("SPARK_DISPATCH_SECRET")
     settings = CurveSettings(
         dispatcher=dispatcher,
@@ -304,28 +347,21 @@ def parse_secret_list(value: str | None) -> tuple[bytes, ...]:
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = Env(os.environ if environ is None else environ)
-    auto_enroll = (env.string("SPARK_AUTO_ENROLL") or "off").lower()
-    if auto_enroll not in AUTO_ENROLL_POLICIES:
-        raise ConfigError(f"SPARK_AUTO_ENROLL must be one of {', '.join(AUTO_ENROLL_POLICIES)}")
+    auto_enroll = env.choice("SPARK_AUTO_ENROLL", AUTO_ENROLL_POLICIES, "off")
     port = env.integer("PORT", 8000)
     if not 0 < port < 65536:
         raise ConfigError(f"PORT must be a TCP port, got {port}")
-    points_field = env.string("SPARK_REPORT_POINTS_FIELD") or "points"
-    if points_field not in REPORT_POINTS_FIELDS:
-        raise ConfigError(
-            f"SPARK_REPORT_POINTS_FIELD must be one of {', '.join(REPORT_POINTS_FIELDS)}, "
-            f"got {points_field!r}"
-        )
+    points_field = env.choice(
+        "SPARK_REPORT_POINTS_FIELD", REPORT_POINTS_FIELDS, "points", case_sensitive=True
+    )
     max_payloads = env.integer("SPARK_REPORT_MAX_PAYLOADS", 10_000)
     if max_payloads < 1:
         raise ConfigError(f"SPARK_REPORT_MAX_PAYLOADS must be at least 1, got {max_payloads}")
     rate_limit = env.number("SPARK_RATE_LIMIT", 10.0)
-    corrections = (env.string("SPARK_REPORT_CORRECTIONS", "off") or "off").lower()
-    if corrections not in ("off", "replace"):
-        raise ConfigError(f"SPARK_REPORT_CORRECTIONS must be off or replace, got {corrections!r}")
+    corrections = env.choice("SPARK_REPORT_CORRECTIONS", REPORT_CORRECTIONS, "off")
     if not rate_limit > 0:
         raise ConfigError(f"SPARK_RATE_LIMIT must be a positive number, got {rate_limit}")
-    return Settings(
+    settings = Settings(
         database_url=env.secret("DATABASE_URL") or DEFAULT_DATABASE_URL,
         redis_url=env.secret("REDIS_URL") or DEFAULT_REDIS_URL,
         webhook_secrets=parse_secret_list(env.secret("SPARK_WEBHOOK_SECRETS")),
@@ -360,6 +396,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             Path(path) if (path := env.string("SPARK_WEBHOOK_SECRETS_FILE")) else None
         ),
     )
+    settings.check_spark_all_or_none()
+    return settings
 
 
 def _port(env: Env, name: str, default: int, *, allow_zero: bool = False) -> int:
@@ -379,26 +417,21 @@ def load_log_format(environ: Mapping[str, str] | None = None) -> str:
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """Parse a `.env` file: `NAME=value` lines, `#` comments, optional quotes."""
-    values: dict[str, str] = {}
+    """A `.env` file's settings, in python-dotenv's syntax (`NAME=value`, `export`, quotes,
+    `#` comments). A line it cannot read is an error, not a setting silently lost."""
     if not path.is_file():
-        return values
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        stripped = stripped.removeprefix("export ")
-        name, sep, value = stripped.partition("=")
-        if not sep or not name.strip().isidentifier():
-            raise ConfigError(f"{path}:{number}: expected NAME=value")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[name.strip()] = value
+        return {}
+    values: dict[str, str] = {}
+    with path.open(encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if binding.error or (binding.key is not None and binding.value is None):
+                raise ConfigError(f"{path}:{binding.original.line}: expected NAME=value")
+            if binding.key is not None and binding.value is not None:
+                values[binding.key] = binding.value
     return values
 
 
 def load_dotenv_into_environ(path: Path = Path(".env")) -> None:
     """The CLI's convenience: values from `.env` fill in what the environment lacks."""
-    for name, value in read_dotenv(path).items():
-        os.environ.setdefault(name, value)
+    read_dotenv(path)  # refuses a file with lines it cannot read
+    load_dotenv(path, override=False, interpolate=False)

@@ -31,9 +31,9 @@ from devstack.runstack import (
     process_environment,
     redis_reachable,
     resolve_services,
+    run_stack,
     runtime_procfile,
     sandbox_command,
-    spark_partly_configured,
     write_env_file,
 )
 from devstack.servers import (
@@ -211,13 +211,25 @@ def test_it_uses_a_configured_spark_instead_of_the_sandbox() -> None:
     assert "sandbox" not in procfile.processes
 
 
-def test_it_names_what_is_given_when_spark_is_partly_configured() -> None:
-    assert spark_partly_configured({"SPARK_API_URL": SPARK["SPARK_API_URL"]}) == ["SPARK_API_URL"]
-    assert spark_partly_configured({"SPARK_CLIENT_SECRET_FILE": "/run/secrets/spark"}) == [
-        "SPARK_CLIENT_SECRET"
+def test_it_refuses_to_start_with_spark_partly_configured(tmp_path: Path) -> None:
+    said: list[str] = []
+
+    status = run_stack(
+        {"SPARK_API_URL": SPARK["SPARK_API_URL"], "SPARK_CLIENT_SECRET_FILE": "/dev/null"},
+        state_dir=tmp_path / "state",
+        env_file=tmp_path / ".env",
+        procfile=REPO / "Procfile",
+        emit_every=20,
+        say=said.append,
+    )
+
+    assert status == 2
+    assert said == [
+        "configuration: Spark API access needs SPARK_TOKEN_URL, SPARK_CLIENT_ID, "
+        "SPARK_CLIENT_SECRET: set all four of SPARK_API_URL, SPARK_TOKEN_URL, SPARK_CLIENT_ID, "
+        "SPARK_CLIENT_SECRET, or none"
     ]
-    assert spark_partly_configured(SPARK) == []
-    assert spark_partly_configured({}) == []
+    assert not (tmp_path / "state").exists()
 
 
 def test_it_writes_values_that_both_env_parsers_read_back(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_it_reads_consumption_tokens_from_a_file_and_keeps_them_out_of_its_repr(
         ({"SPARK_REPORT_POINTS_FIELD": "values"}, "SPARK_REPORT_POINTS_FIELD must be one of"),
         ({"SPARK_REPORT_MAX_PAYLOADS": "0"}, "SPARK_REPORT_MAX_PAYLOADS must be at least 1"),
         ({"SPARK_REPORT_MAX_WAIT": "a day"}, "SPARK_REPORT_MAX_WAIT must be a duration"),
-        ({"SPARK_REPORT_CORRECTIONS": "add"}, "SPARK_REPORT_CORRECTIONS must be off or replace"),
+        ({"SPARK_REPORT_CORRECTIONS": "add"}, "SPARK_REPORT_CORRECTIONS must be one of off, rep"),
         ({"SPARK_RATE_LIMIT": "0"}, "SPARK_RATE_LIMIT must be a positive number"),
         ({"CONSUMPTION_API_TOKENS": "a", "CONSUMPTION_API_TOKENS_FILE": "/x"}, "not both"),
     ],

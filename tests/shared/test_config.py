@@ -25,8 +25,9 @@ def test_it_splits_webhook_secrets_current_first() -> None:
 def test_it_reads_secrets_from_files(tmp_path: Path) -> None:
     path = tmp_path / "secret"
     path.write_text("from-a-file\n")
+    others = {name: value for name, value in SPARK.items() if name != "SPARK_CLIENT_SECRET"}
     settings = load_settings(
-        {"SPARK_CLIENT_SECRET_FILE": str(path), "SPARK_WEBHOOK_SECRETS_FILE": str(path)}
+        {**others, "SPARK_CLIENT_SECRET_FILE": str(path), "SPARK_WEBHOOK_SECRETS_FILE": str(path)}
     )
     assert settings.spark_client_secret == "from-a-file"
     assert settings.webhook_secrets == (b"from-a-file",)
@@ -56,15 +57,47 @@ def test_it_refuses_to_run_unsigned_unless_explicitly_allowed() -> None:
     load_settings({"SPARK_WEBHOOK_ALLOW_UNSIGNED": "1"}).require_webhook_secrets()
 
 
-def test_it_names_every_missing_spark_setting() -> None:
-    settings = load_settings({"SPARK_API_URL": "https://spark.example/energy-coordination/v1/"})
+SPARK = {
+    "SPARK_API_URL": "https://spark.example/energy-coordination/v1/",
+    "SPARK_TOKEN_URL": "https://auth.example/connect/token",
+    "SPARK_CLIENT_ID": "partner",
+    "SPARK_CLIENT_SECRET": "secret",
+}
+
+
+def test_it_takes_all_four_spark_settings_or_none() -> None:
+    settings = load_settings(SPARK)
     assert settings.spark_api_url == "https://spark.example/energy-coordination/v1"
-    with pytest.raises(ConfigError, match="SPARK_TOKEN_URL, SPARK_CLIENT_ID, SPARK_CLIENT_SECRET"):
-        settings.require_spark()
+    assert settings.spark_configured
+    settings.require_spark()
+
+    nothing = load_settings({})
+    assert not nothing.spark_configured
+    with pytest.raises(ConfigError, match="needs SPARK_API_URL, SPARK_TOKEN_URL, SPARK_CLIENT_ID"):
+        nothing.require_spark()
+
+
+@pytest.mark.parametrize("left_out", sorted(SPARK))
+def test_it_refuses_some_spark_settings_without_the_others_naming_the_missing(
+    left_out: str,
+) -> None:
+    partial = {name: value for name, value in SPARK.items() if name != left_out}
+
+    with pytest.raises(ConfigError, match=f"Spark API access needs {left_out}: set all four"):
+        load_settings(partial)
+
+
+def test_it_reads_modes_case_insensitively_and_names_the_choices() -> None:
+    settings = load_settings({"SPARK_AUTO_ENROLL": "Consented", "SPARK_REPORT_CORRECTIONS": "OFF"})
+    assert (settings.auto_enroll, settings.report_corrections) == ("consented", "off")
+    with pytest.raises(ConfigError, match="one of points, curvePoints, got 'POINTS'"):
+        load_settings({"SPARK_REPORT_POINTS_FIELD": "POINTS"})
 
 
 def test_it_keeps_secrets_out_of_its_repr() -> None:
-    settings = load_settings({"SPARK_WEBHOOK_SECRETS": "hush-1", "SPARK_CLIENT_SECRET": "hush-2"})
+    settings = load_settings(
+        {**SPARK, "SPARK_WEBHOOK_SECRETS": "hush-1", "SPARK_CLIENT_SECRET": "hush-2"}
+    )
     assert "hush" not in repr(settings)
 
 
