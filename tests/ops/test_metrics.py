@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.servers import free_port, port_open
@@ -87,7 +88,11 @@ def serve_metrics(tmp_path: Path) -> Iterator[Callable[[str, str], str]]:
 
 
 def test_it_serves_the_ledgers_read_at_scrape_time(
-    database_url: str, redis_url: str, db: Connection, serve_metrics: Callable[[str, str], str]
+    database_url: str,
+    redis_url: str,
+    db: Connection,
+    worker_app: Celery,
+    serve_metrics: Callable[[str, str], str],
 ) -> None:
     url = serve_metrics(database_url, redis_url)
     found = scrape(url)
@@ -97,7 +102,15 @@ def test_it_serves_the_ledgers_read_at_scrape_time(
     assert found[("spark_partner_workers_responding", ())] == 0
     assert ("spark_partner_beat_heartbeat_age_seconds", ()) not in found
 
-    ingest(db, delivery_id="d1", raw=b"{broken", received_at=datetime.now(UTC), source="webhook")
+    ingest(
+        db,
+        delivery_id="d1",
+        raw=b"{broken",
+        received_at=datetime.now(UTC),
+        source="webhook",
+        settings=worker_app.conf.spark_settings,
+        sender=worker_app,
+    )
     db.commit()
     found = scrape(url)
     assert found[("spark_partner_dead_letters_open", ())] == 1

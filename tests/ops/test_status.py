@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+from celery import Celery
 
 from shared.db import Connection
 from tests.curves.support import curve_event, curve_payload, local_hours, points, store, targets
@@ -88,7 +89,7 @@ def test_it_is_ok_on_a_healthy_stack_and_acts_on_a_stopped_worker_and_a_stopped_
 
 
 def test_it_acts_on_a_dead_letter_a_failed_plan_and_a_report_near_its_deadline(
-    database_url: str, redis_url: str, db: Connection
+    database_url: str, redis_url: str, db: Connection, worker_app: Celery
 ) -> None:
     now = datetime.now(UTC)
     # Nothing wrong in the ledgers yet; the missing worker and beat are the only act lines.
@@ -98,7 +99,15 @@ def test_it_acts_on_a_dead_letter_a_failed_plan_and_a_report_near_its_deadline(
         "workers", "beat",
     }  # fmt: skip
 
-    ingest(db, delivery_id="d1", raw=b"{broken", received_at=now, source="webhook")
+    ingest(
+        db,
+        delivery_id="d1",
+        raw=b"{broken",
+        received_at=now,
+        source="webhook",
+        settings=worker_app.conf.spark_settings,
+        sender=worker_app,
+    )
     tomorrow = now.astimezone(OSLO).date() + timedelta(days=1)
     event = curve_event(
         curve_payload(points(local_hours(tomorrow), [0.1] * 24), targets(3)), created_at=now
