@@ -54,9 +54,11 @@ def test_it_has_a_migrated_schema_that_every_named_query_fits(database_url: str,
     prepare(database_url, sql, setup)
 
 
-def test_it_names_migrations_in_order_without_gaps() -> None:
+def test_it_names_migrations_in_order_with_unique_numbers() -> None:
+    # Gaps are allowed: numbers are reserved for work landing in parallel.
     versions = [m.version for m in discover()]
-    assert versions == list(range(1, len(versions) + 1))
+    assert versions == sorted(set(versions))
+    assert versions[0] == 1
 
 
 def test_it_refuses_a_badly_named_migration(tmp_path: Path) -> None:

@@ -32,8 +32,8 @@ def test_it_lists_events_with_their_deliveries_and_filters(
 ) -> None:
     eligibility = notification()
     lpc = notification(
-        notification_type="LocationLPCRequested",
-        payload={"targets": [], "payloadType": "LocationLPC"},
+        notification_type="SomethingNew",
+        payload={"payloadType": "SomethingNew"},
     )
     _store(db, worker_app, eligibility)
     _store(db, worker_app, eligibility)
@@ -51,7 +51,7 @@ def test_it_lists_events_with_their_deliveries_and_filters(
         <= by_id[eligibility["eventId"]]["lastReceivedAt"]
     )
 
-    only_lpc = run_json(database_url, "events", "list", "--type", "LocationLPCRequested")
+    only_lpc = run_json(database_url, "events", "list", "--type", "SomethingNew")
     assert [item["eventId"] for item in only_lpc] == [lpc["eventId"]]
     assert run_json(database_url, "events", "list", "--status", "failed") == []
 
@@ -79,8 +79,8 @@ def test_it_replays_an_unhandled_event_once_a_handler_exists(
     database_url: str, db: Connection, worker_app: Celery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     document = notification(
-        notification_type="LocationLPCRequested",
-        payload={"targets": [], "payloadType": "LocationLPC"},
+        notification_type="SomethingNew",
+        payload={"payloadType": "SomethingNew"},
     )
     _store(db, worker_app, document)
     db.commit()
@@ -92,7 +92,7 @@ def test_it_replays_an_unhandled_event_once_a_handler_exists(
         seen.append(event.event_id)
         return []
 
-    monkeypatch.setitem(handlers.HANDLERS, "LocationLPCRequested", handle)
+    monkeypatch.setitem(handlers.HANDLERS, "SomethingNew", handle)
     result = run(database_url, "events", "replay", document["eventId"])
 
     assert result.exit_code == 0, result.output

@@ -82,8 +82,8 @@ def test_it_processes_an_event_once_when_its_worker_process_is_killed_mid_ingest
     worker = start_worker(database_url, redis_url, concurrency=1)
     # A type without a handler, so the event's status shows the ingest alone.
     document = notification(
-        notification_type="LocationLPCRequested",
-        payload={"targets": [], "payloadType": "LocationLPC"},
+        notification_type="SomethingNew",
+        payload={"payloadType": "SomethingNew"},
     )
     with connect(database_url) as blocker:
         # Hold the inbox so the ingest blocks inside its transaction, then kill the process

@@ -11,6 +11,7 @@ from worker.cli.curves import curves
 from worker.cli.db import db
 from worker.cli.eligibility import eligibility
 from worker.cli.events import dead_letters, events
+from worker.cli.lpc import lpc
 from worker.cli.meters import meters
 from worker.cli.reports import reports
 from worker.cli.status import serve_metrics, status
@@ -25,6 +26,7 @@ main.add_command(eligibility)
 main.add_command(curves)
 main.add_command(consumption)
 main.add_command(reports)
+main.add_command(lpc)
 main.add_command(status)
 main.add_command(serve_metrics)
 

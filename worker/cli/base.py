@@ -30,6 +30,14 @@ NOTIFICATION_TYPES = (
 )
 
 
+def handled_types() -> list[str]:
+    """The notification types this service has a handler for: what a webhook subscribes to
+    by default (a type without one would only be stored as unhandled)."""
+    from worker.events.handlers import HANDLERS
+
+    return [name for name in NOTIFICATION_TYPES if name in HANDLERS]
+
+
 def settings_or_fail() -> Settings:
     try:
         return load_settings()

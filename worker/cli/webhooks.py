@@ -18,6 +18,7 @@ from shared.webhook_secrets import write_secrets_file
 from worker.cli.base import (
     NOTIFICATION_TYPES,
     database,
+    handled_types,
     print_json,
     settings_or_fail,
     spark_client,
@@ -56,7 +57,7 @@ def _spark_call(what: str) -> Iterator[None]:
     "types",
     multiple=True,
     type=click.Choice(NOTIFICATION_TYPES),
-    help="Notification types (default: all).",
+    help="Notification types (default: every type this service handles).",
 )
 @click.option("--name", default="spark-partner", show_default=True)
 @click.option(
@@ -75,7 +76,7 @@ def webhooks_register(url: str, types: tuple[str, ...], name: str, generate: boo
     generated = generate or not settings.webhook_secrets
     secret = new_secret() if generated else settings.webhook_secrets[0].decode()
     with spark_client() as client, _spark_call("registering the webhook"):
-        created = client.register_webhook(url, secret, list(types or NOTIFICATION_TYPES), name=name)
+        created = client.register_webhook(url, secret, list(types or handled_types()), name=name)
     click.echo(f"registered webhook {created.get('webhookId')} → {created.get('webhookUrl')}")
     if generated:
         click.echo(

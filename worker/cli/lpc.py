@@ -1,0 +1,109 @@
+"""`spark-partner lpc`: LPC events from Spark, their caps per target and period."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from shared.db import Connection, fetch_all, fetch_one
+from worker.cli.base import database, jsonable, print_json
+from worker.curves.payload import format_time_span
+
+
+@click.group()
+def lpc() -> None:
+    """Limitation of power consumption: caps Spark asked for, per target and period."""
+
+
+def _event_item(row: Any) -> dict[str, Any]:
+    return {
+        "eventId": row["event_id"],
+        "kind": row["kind"],
+        "notificationType": row["notification_type"],
+        "eventStatus": row["event_status"],
+        "eventCreatedAt": row["event_created_at"],
+        "receivedAt": row["received_at"],
+        "firstPeriodStart": row["first_period_start"],
+        "lastPeriodEnd": row["last_period_end"],
+        "targets": row["target_count"],
+        # A reservation is stored and shown, never acted on.
+        "actedOn": row["kind"] != "reservation",
+    }
+
+
+@lpc.command("list")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def lpc_list(limit: int, as_json: bool) -> None:
+    """Stored LPC events (resource, location, reservation), newest first."""
+    with database() as conn:
+        items = [_event_item(row) for row in fetch_all(conn, "list_lpc_events", {"limit": limit})]
+    if as_json:
+        print_json(items)
+        return
+    if not items:
+        click.echo("no LPC events")
+    for item in items:
+        click.echo(
+            f"{item['eventId']}  {item['kind']:<11} targets={item['targets']} "
+            f"{jsonable(item['firstPeriodStart'])} .. {jsonable(item['lastPeriodEnd'])}"
+            f"{'' if item['actedOn'] else '  (stored only, not acted on)'}"
+        )
+
+
+def lpc_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
+    row = fetch_one(conn, "get_lpc_event", {"event_id": event_id})
+    if row is None:
+        return None
+    caps: dict[int, list[dict[str, Any]]] = {}
+    for cap in fetch_all(conn, "list_lpc_caps", {"event_id": event_id}):
+        caps.setdefault(cap["target_no"], []).append(
+            {
+                "start": cap["period_start"],
+                "end": cap["period_end"],
+                "timestamp": cap["spark_timestamp"],
+                "maxPowerInKiloWatts": cap["max_kw"],
+            }
+        )
+    targets = [
+        {
+            "resourceId": target["resource_id"],
+            "locationId": target["location_id"],
+            "meterPointId": target["meter_point_id"],
+            "resolution": format_time_span(target["resolution"]),
+            "caps": caps.get(target["target_no"], []),
+        }
+        for target in fetch_all(conn, "list_lpc_targets", {"event_id": event_id})
+    ]
+    return {**_event_item(row), "targetList": targets}
+
+
+@lpc.command("show")
+@click.argument("event_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def lpc_show(event_id: str, as_json: bool) -> None:
+    """One LPC event: every target with its caps per period."""
+    with database() as conn:
+        detail = lpc_detail(conn, event_id)
+    if detail is None:
+        raise click.ClickException(f"no LPC event {event_id}")
+    if as_json:
+        print_json(detail)
+        return
+    received = jsonable(detail["receivedAt"])
+    click.echo(f"{detail['eventId']}  {detail['notificationType']}  received {received}")
+    if not detail["actedOn"]:
+        click.echo("  stored only: Spark documents no meaning for LPCReservationCreated")
+    for target in detail["targetList"]:
+        name = "/".join(
+            part
+            for part in (target["resourceId"], target["locationId"], target["meterPointId"])
+            if part
+        )
+        click.echo(f"  {name}  resolution {target['resolution']}")
+        for cap in target["caps"]:
+            click.echo(
+                f"    {jsonable(cap['start'])} .. {jsonable(cap['end'])}  "
+                f"max {cap['maxPowerInKiloWatts']:g} kW"
+            )

@@ -1,0 +1,1 @@
+"""Limitation of power consumption (LPC): Spark's caps on resources and locations."""

@@ -1,0 +1,15 @@
+"""`ResourceLPCRequested`: a cap per resource (with its location and meter point) and period."""
+
+from __future__ import annotations
+
+from shared.config import Settings
+from shared.db import Connection
+from worker.events.handling import FollowUp, StoredEvent
+from worker.lpc.handling import store_lpc_event
+
+
+def handle_resource_lpc_requested(
+    conn: Connection, event: StoredEvent, settings: Settings
+) -> list[FollowUp]:
+    store_lpc_event(conn, event, "resource")
+    return []
