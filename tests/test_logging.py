@@ -119,8 +119,8 @@ def _webhook_body(event_id: str) -> bytes:
         "eventId": event_id,
         "eventCreatedAtUtc": "2026-01-01T00:00:00+00:00",
         "notificationSentUtc": "2026-01-01T00:00:00+00:00",
-        "notificationType": "LocationLPCRequested",
-        "payload": {"note": BODY_MARKER, "payloadType": "LocationLPC"},
+        "notificationType": "SomethingNew",
+        "payload": {"note": BODY_MARKER, "payloadType": "SomethingNew"},
     }
     return json.dumps(envelope, separators=(",", ":")).encode()
 
