@@ -16,8 +16,8 @@ ways, interleaved for --rounds rounds, each after an emptied table and a CHECKPO
 - the import: `import_csv`, what `spark-partner consumption import` runs, committed chunk
   by chunk. The file's readings are all new and plainly spelled, so each chunk takes the fast
   way (worker/consumption/store.py): its spelling checked in a thread, COPYed into a
-  temporary table, one INSERT into `readings` (whose constraints are the row rules), then
-  readingIds moved, coverage per resource, the longest reading and late data.
+  temporary table, one INSERT into `readings` (whose constraints and unique keys are the
+  row rules), then coverage per resource, the longest reading and late data.
 
 After each import the same file is imported again, for information: every reading is then
 stored already, so each chunk goes the checked way (staged as text, checked row by row,
