@@ -115,15 +115,18 @@ def test_it_retries_with_backoff_until_the_plan_gets_through(
     assert row["status"] == "pending"
     assert row["reason"].startswith("HTTP 500")
     assert row["reason"].endswith("(attempt 1)")
-    assert row["next_attempt_at"] == clock.now + timedelta(seconds=30)
+    # Full jitter: any time up to the first delay (30 s), then up to twice that.
+    first_retry = row["next_attempt_at"]
+    assert clock.now <= first_retry <= clock.now + timedelta(seconds=30)
 
     # Not due yet: nothing happens.
-    clock.advance(29)
-    assert run(database_url, http, clock).batches == 0
-    clock.advance(2)
+    if first_retry - clock.now > timedelta(seconds=1):
+        clock.advance((first_retry - clock.now).total_seconds() - 1)
+        assert run(database_url, http, clock).batches == 0
+    clock.advance((first_retry - clock.now).total_seconds() + 1)
     assert run(database_url, http, clock).retrying == 2
     row = next(iter(decisions(db, document["eventId"]).values()))
-    assert row["next_attempt_at"] == clock.now + timedelta(seconds=60)
+    assert clock.now <= row["next_attempt_at"] <= clock.now + timedelta(seconds=60)
     clock.advance(61)
     assert run(database_url, http, clock).sent == 2
 

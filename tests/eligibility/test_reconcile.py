@@ -223,7 +223,8 @@ def test_it_tries_again_later_when_spark_is_unavailable(
     assert result.outcome == "retry"
     row = reconcile_row(db, reconcile_id)
     assert row["status"] == "pending"
-    assert row["due_at"] == now + timedelta(seconds=60)
+    # Full jitter: any time up to the first delay.
+    assert now <= row["due_at"] <= now + timedelta(seconds=60)
     assert "503" in row["error"]
     assert eligible_users(db) == {"a"}
 

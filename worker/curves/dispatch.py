@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 from psycopg.rows import DictRow
 
+from shared.backoff import backoff_seconds
 from shared.config import CurveSettings
 from shared.db import Connection, connect, connection, execute, fetch_all, fetch_one
 from shared.timeutil import utcnow
@@ -53,9 +54,14 @@ class RetryPolicy:
         )
 
     def delay(self, attempts: int) -> timedelta:
-        """After the `attempts`-th failure: the first delay, doubled each time, capped."""
-        delay: timedelta = self.first_delay * 2 ** (attempts - 1)
-        return min(delay, self.max_delay)
+        """After the `attempts`-th failure: up to the first delay, doubled each time, capped;
+        with full jitter (shared/backoff.py)."""
+        seconds = backoff_seconds(
+            attempts,
+            base=self.first_delay.total_seconds(),
+            cap=self.max_delay.total_seconds(),
+        )
+        return timedelta(seconds=seconds)
 
 
 @dataclass

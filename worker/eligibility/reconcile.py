@@ -21,6 +21,7 @@ from typing import Any, Literal, LiteralString
 
 import psycopg
 
+from shared.backoff import backoff_seconds
 from shared.db import Connection, connect, execute, fetch_all, fetch_one
 from shared.spark_api import MAX_PAGE_SIZE, SparkClient, SparkError, SparkHTTPError
 from shared.timeutil import utcnow
@@ -371,9 +372,12 @@ def _retry_or_fail(
     hand its events' hints to the pending one."""
     error = f"{type(exc).__name__}: {exc}"[:2000]
     retryable = not isinstance(exc, SparkHTTPError) or exc.retryable
-    delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (claim.attempts - 1))
-    if isinstance(exc, SparkHTTPError) and exc.retry_after:
-        delay = max(delay, exc.retry_after)
+    delay = backoff_seconds(
+        claim.attempts,
+        base=RETRY_BASE_SECONDS,
+        cap=RETRY_MAX_SECONDS,
+        at_least=exc.retry_after if isinstance(exc, SparkHTTPError) else None,
+    )
     with conn.transaction():
         pending = fetch_one(conn, "lock_pending_reconcile")
         if pending is None and retryable and claim.attempts < MAX_ATTEMPTS:

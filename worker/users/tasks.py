@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from shared.backoff import backoff_seconds
 from shared.db import connection
 from shared.queues import SPARK_QUEUE
 from shared.spark_api import SparkClient, SparkError, SparkHTTPError
@@ -27,6 +28,7 @@ SYNC_TIME_LIMIT = 300
 SYNC_BUDGET_SECONDS = 240
 # One enroll task sends at most this many POSTs; a longer list is split into several tasks.
 ENROLL_CHUNK = 200
+SPARK_RETRY_BASE_SECONDS = 30
 SPARK_RETRY_MAX_SECONDS = 600
 
 
@@ -119,7 +121,12 @@ def run_due_deletions(*, now: str | None = None) -> dict[str, Any]:
 
 
 def _spark_retry_delay(exc: SparkError, retries: int) -> float:
-    backoff = float(min(SPARK_RETRY_MAX_SECONDS, 30 * (1 << min(retries, 10))))
-    if isinstance(exc, SparkHTTPError) and exc.retry_after is not None:
-        return max(backoff, exc.retry_after)
-    return backoff
+    # Retry-After is a floor, but the countdown stays below the broker's visibility timeout.
+    retry_after = exc.retry_after if isinstance(exc, SparkHTTPError) else None
+    delay = backoff_seconds(
+        retries + 1,
+        base=SPARK_RETRY_BASE_SECONDS,
+        cap=SPARK_RETRY_MAX_SECONDS,
+        at_least=retry_after,
+    )
+    return min(delay, SPARK_RETRY_MAX_SECONDS)
