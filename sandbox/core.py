@@ -24,6 +24,7 @@ from sandbox.delivery import DeliveryWorker
 from sandbox.directory import UserDirectory
 from sandbox.eligibility import EligibilityAnnouncer
 from sandbox.emitter import DemoEmitter
+from sandbox.lpc_simulation import lpc_payload
 from sandbox.neighbourhoods import NeighbourhoodMap
 from sandbox.partner_data import bulk_add_users, simulate_partner_data
 from sandbox.report_faults import ReportFaults
@@ -155,6 +156,13 @@ class Sandbox:
             rng=self.rng,
             new_id=self.new_id,
         )
+        return self.publish(payload)
+
+    def simulate_lpc(
+        self, targets: list[tuple[JSONObject, list[JSONObject] | None]], kind: str
+    ) -> Event:
+        """`/simulation/events/lpc/{kind}`: a ResourceLPC or LocationLPC event, published."""
+        payload = lpc_payload(targets, kind=kind, now=self.clock.now(), rng=self.rng)
         return self.publish(payload)
 
     def simulate_user_eligibility(self) -> Event:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from sandbox.core import current_sandbox
+from sandbox.lpc_simulation import parse_lpc_request
 from sandbox.parsing import read_json
 from sandbox.paths import API_PREFIX
 from sandbox.responses import bad_string, empty_response, json_response, string_response
@@ -22,6 +23,26 @@ def simulate_price_curve() -> Response:
     except ValueError as exc:
         return string_response(400, str(exc))
     event = current_sandbox().simulate_price_curve(wanted)
+    return json_response(200, {"simulatedEvent": event.to_api()})
+
+
+@simulation.post("/simulation/events/lpc/resources")
+def simulate_lpc_resources() -> Response:
+    return _simulate_lpc("resources")
+
+
+@simulation.post("/simulation/events/lpc/locations")
+def simulate_lpc_locations() -> Response:
+    return _simulate_lpc("locations")
+
+
+def _simulate_lpc(kind: str) -> Response:
+    body = read_json(required=True, bad=bad_string)
+    try:
+        targets = parse_lpc_request(body, kind=kind)
+    except ValueError as exc:
+        return string_response(400, str(exc))
+    event = current_sandbox().simulate_lpc(targets, kind)
     return json_response(200, {"simulatedEvent": event.to_api()})
 
 
