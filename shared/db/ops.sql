@@ -67,3 +67,11 @@ SELECT count(*) AS n, count(DISTINCT user_id) AS users
 FROM compensations
 WHERE month = date_trunc('month', %(now)s AT TIME ZONE %(tz)s)::date
   AND problems <> '[]'::jsonb;
+
+-- name: ops_lpc_unacknowledged
+-- Resource and location LPC events of the last week that Spark has no acknowledgement of.
+-- Nothing sends LPC acknowledgements yet (issue 14), so every such event counts; a
+-- reservation is not acted on and does not.
+SELECT count(*) AS n, min(received_at) AS oldest
+FROM lpc_events
+WHERE kind IN ('resource', 'location') AND received_at > %(now)s - interval '7 days';

@@ -15,6 +15,7 @@ from devstack.servers import free_port, port_open
 from shared.db import Connection
 from shared.signing import SIGNATURE_HEADER, sign
 from tests.fixtures.services import REPO, IngressServer, WorkerProcess, worker_env
+from tests.lpc.support import location_payload, location_target
 from tests.waiting import wait_for
 from tests.worker.events import body, notification
 from worker.events.inbox import ingest
@@ -101,19 +102,26 @@ def test_it_serves_the_ledgers_read_at_scrape_time(
     assert found[("spark_partner_queue_depth", (("queue", "ingest"),))] == 0
     assert found[("spark_partner_workers_responding", ())] == 0
     assert ("spark_partner_beat_heartbeat_age_seconds", ()) not in found
+    assert found[("spark_partner_lpc_events_unacknowledged", ())] == 0
 
-    ingest(
-        db,
-        delivery_id="d1",
-        raw=b"{broken",
-        received_at=datetime.now(UTC),
-        source="webhook",
-        settings=worker_app.conf.spark_settings,
-        sender=worker_app,
+    lpc = notification(
+        notification_type="LocationLPCRequested",
+        payload=location_payload(location_target("loc-1")),
     )
+    for delivery_id, raw in (("d1", b"{broken"), ("d2", body(lpc))):
+        ingest(
+            db,
+            delivery_id=delivery_id,
+            raw=raw,
+            received_at=datetime.now(UTC),
+            source="webhook",
+            settings=worker_app.conf.spark_settings,
+            sender=worker_app,
+        )
     db.commit()
     found = scrape(url)
     assert found[("spark_partner_dead_letters_open", ())] == 1
+    assert found[("spark_partner_lpc_events_unacknowledged", ())] == 1
 
     mark(db, DELIVERY_LOG_CHECK, detail={"webhook_healthy": False, "recovered_total": 10})
     db.commit()

@@ -43,6 +43,8 @@ RECONCILE_LATE = timedelta(minutes=10)
 REPORT_ACT_BEFORE = timedelta(hours=6)
 REPORT_WARN_BEFORE = timedelta(hours=24)
 PING_TIMEOUT = 1.0
+# Spark asks for an LPC acknowledgement "as soon as possible"; after this it is late.
+LPC_ACK_ACT_AFTER = timedelta(minutes=15)
 
 
 @dataclass
@@ -74,6 +76,8 @@ class Snapshot:
     months: list[MonthDeadline] = field(default_factory=list)
     compensation_problems: int = 0
     compensation_problem_users: int = 0
+    lpc_unacknowledged: int = 0
+    lpc_oldest_unacknowledged: datetime | None = None
 
     @property
     def database_ok(self) -> bool:
@@ -171,6 +175,9 @@ def _read_ledgers(conn: Connection, settings: Settings, snapshot: Snapshot) -> N
     problems = _one(conn, "ops_compensation_problems", {"now": now, "tz": str(settings.timezone)})
     snapshot.compensation_problems = int(problems["n"])
     snapshot.compensation_problem_users = int(problems["users"])
+    lpc = _one(conn, "ops_lpc_unacknowledged", {"now": now})
+    snapshot.lpc_unacknowledged = int(lpc["n"])
+    snapshot.lpc_oldest_unacknowledged = lpc["oldest"]
 
 
 @dataclass(frozen=True)
@@ -381,7 +388,28 @@ def _ledger_lines(snapshot: Snapshot, settings: Settings) -> list[Line]:
             },
         )
     )
+    lines.append(_lpc_line(snapshot))
     return lines
+
+
+def _lpc_line(snapshot: Snapshot) -> Line:
+    count = snapshot.lpc_unacknowledged
+    age = _age(snapshot.now, snapshot.lpc_oldest_unacknowledged)
+    if not count:
+        level, summary = OK, "none in the last 7 days"
+    else:
+        level = ACT if age is not None and age >= LPC_ACK_ACT_AFTER else WARN
+        summary = (
+            f"{count} resource/location event(s) of the last 7 days, oldest received "
+            f"{_ago(age)}; LPC acknowledgements are not sent automatically yet: "
+            "see spark-partner lpc list"
+        )
+    return Line(
+        "LPC events unacknowledged",
+        level,
+        summary,
+        {"events": count, "oldestAgeSeconds": _seconds(age)},
+    )
 
 
 def _delivery_log_line(snapshot: Snapshot) -> Line:

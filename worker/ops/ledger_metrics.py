@@ -152,6 +152,11 @@ def metrics_of(snapshot: Snapshot) -> Iterator[Metric]:  # noqa: PLR0912, PLR091
         "Locations this month whose compensation Spark reports problems with.",
         snapshot.compensation_problems,
     )
+    yield _gauge_value(
+        "lpc_events_unacknowledged",
+        "Resource and location LPC events of the last 7 days without an acknowledgement.",
+        snapshot.lpc_unacknowledged,
+    )
 
     reports = _gauge(
         "reports", "Reports by status, local month and zone.", ["status", "month", "zone"]
