@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 from shared import logging as logs
+from shared.backoff import backoff_seconds
 from shared.config import Settings
 from shared.db import Connection, execute, fetch_all, fetch_one
 from shared.spark_api import (
@@ -58,7 +58,6 @@ BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 600.0
 # Statuses after which the report may well have been stored (a gateway gave up waiting).
 AMBIGUOUS_STATUSES = (502, 504)
-_jitter = random.SystemRandom()
 
 
 def report_client(settings: Settings) -> SparkClient:
@@ -125,12 +124,11 @@ class SendResult:
 
 
 def backoff(attempt: int, retry_after: float | None = None) -> float:
-    """Seconds before the next attempt: full jitter up to BASE * 2**(attempt - 1), at least
-    what Retry-After asked, at most BACKOFF_MAX_SECONDS."""
-    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(attempt - 1, 20))
-    delay = _jitter.uniform(0, ceiling)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
+    """Seconds before the next attempt (shared/backoff.py: full jitter, Retry-After as a
+    floor), at most BACKOFF_MAX_SECONDS."""
+    delay = backoff_seconds(
+        attempt, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_MAX_SECONDS, at_least=retry_after
+    )
     return min(delay, BACKOFF_MAX_SECONDS)
 
 
