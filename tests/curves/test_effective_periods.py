@@ -100,22 +100,29 @@ def test_it_hands_each_period_to_the_latest_curve_that_covers_it(db: Connection)
     assert len(taken) == 12
 
 
-def test_it_supersedes_periods_that_overlap_without_starting_together(db: Connection) -> None:
+def test_it_supersedes_a_period_only_where_a_newer_curve_covers_all_of_it(
+    db: Connection,
+) -> None:
     target = targets(1)
     start = datetime(2026, 3, 4, 6, 17, 23, tzinfo=UTC)
     older = curve_event(
         curve_payload(points([start + timedelta(hours=i) for i in range(4)], [0.1] * 4), target),
         EARLY,
     )
-    # 07:00-08:00 overlaps the older curve's 06:17-07:17 and 07:17-08:17.
+    # 07:00-09:00 overlaps the older curve's 06:17-07:17 and 08:17-09:17 in part, and
+    # covers its 07:17-08:17 whole (with two of its periods): only that one moves, so the
+    # minutes the newer curve does not cover are still reported by the older one.
     newer = curve_event(
-        curve_payload(points([datetime(2026, 3, 4, 7, 0, tzinfo=UTC)], [0.5]), target), LATE
+        curve_payload(
+            points([datetime(2026, 3, 4, h, 0, tzinfo=UTC) for h in (7, 8)], [0.5] * 2), target
+        ),
+        LATE,
     )
     store(db, older)
     store(db, newer)
 
     view = effective(db, older["eventId"])[target[0]]
-    assert sorted(view) == [start + timedelta(hours=2), start + timedelta(hours=3)]
+    assert sorted(view) == [start, start + timedelta(hours=2), start + timedelta(hours=3)]
 
 
 def test_it_leaves_periods_a_newer_curve_does_not_touch(db: Connection) -> None:
