@@ -46,10 +46,25 @@ JOIN events AS e USING (event_id)
 WHERE l.event_id = %(event_id)s;
 
 -- name: list_lpc_targets
-SELECT target_no, resource_id, location_id, meter_point_id, resolution
-FROM lpc_targets
-WHERE event_id = %(event_id)s
-ORDER BY target_no;
+-- `known`: whether our registry has the target, which an acknowledgement must decline if not.
+-- A resource target: the resource at that location. A location target: the location with
+-- that meter point. A deleted user's are not ours any more.
+SELECT t.target_no, t.resource_id, t.location_id, t.meter_point_id, t.resolution,
+       CASE
+           WHEN t.resource_id IS NOT NULL THEN EXISTS (
+               SELECT 1 FROM resources r JOIN users u USING (user_id)
+               WHERE r.resource_id = t.resource_id AND r.location_id = t.location_id
+                 AND u.deleted_at IS NULL
+           )
+           ELSE EXISTS (
+               SELECT 1 FROM locations l JOIN users u USING (user_id)
+               WHERE l.location_id = t.location_id AND t.meter_point_id = ANY (l.meter_point_ids)
+                 AND u.deleted_at IS NULL
+           )
+       END AS known
+FROM lpc_targets AS t
+WHERE t.event_id = %(event_id)s
+ORDER BY t.target_no;
 
 -- name: list_lpc_caps
 SELECT target_no, period_start, period_end, spark_timestamp, max_kw

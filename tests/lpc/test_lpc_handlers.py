@@ -177,3 +177,44 @@ def test_it_subscribes_a_new_webhook_to_every_type_with_a_handler(
         "LocationLPCRequested",
         "LPCReservationCreated",
     }
+
+
+def test_it_shows_which_targets_our_registry_knows(
+    database_url: str, db: Connection, worker_app: Celery
+) -> None:
+    db.execute("INSERT INTO users (user_id) VALUES ('u-1')")
+    db.execute("INSERT INTO users (user_id, deleted_at) VALUES ('gone', now())")
+    db.execute(
+        "INSERT INTO locations (location_id, user_id, meter_point_ids) VALUES"
+        " ('loc-1', 'u-1', '{707057500012345678}'), ('loc-2', 'gone', '{707057500000000002}')"
+    )
+    db.execute(
+        "INSERT INTO resources (resource_id, user_id, location_id, resource_type) VALUES"
+        " ('r-1', 'u-1', 'loc-1', 'Charger'), ('r-2', 'gone', 'loc-2', 'Charger')"
+    )
+    db.commit()
+    resources = notification(
+        notification_type="ResourceLPCRequested",
+        payload=resource_payload(
+            resource_target("r-1"),
+            resource_target("r-1", location_id="loc-elsewhere"),
+            resource_target("r-2", location_id="loc-2"),
+            resource_target("r-unknown"),
+        ),
+    )
+    locations = notification(
+        notification_type="LocationLPCRequested",
+        payload=location_payload(
+            location_target("loc-1"),
+            location_target("loc-1", meter_point_id="707057500099999999"),
+        ),
+    )
+    _ingest(db, worker_app, resources)
+    _ingest(db, worker_app, locations)
+
+    shown = run_json(database_url, "lpc", "show", resources["eventId"])["targetList"]
+    assert [t["knownToRegistry"] for t in shown] == [True, False, False, False]
+    shown = run_json(database_url, "lpc", "show", locations["eventId"])["targetList"]
+    assert [t["knownToRegistry"] for t in shown] == [True, False]
+    text = run(database_url, "lpc", "show", resources["eventId"]).output
+    assert text.count("unknown to our registry") == 3

@@ -72,6 +72,7 @@ def lpc_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
             "locationId": target["location_id"],
             "meterPointId": target["meter_point_id"],
             "resolution": format_time_span(target["resolution"]),
+            "knownToRegistry": target["known"],
             "caps": caps.get(target["target_no"], []),
         }
         for target in fetch_all(conn, "list_lpc_targets", {"event_id": event_id})
@@ -101,7 +102,8 @@ def lpc_show(event_id: str, as_json: bool) -> None:
             for part in (target["resourceId"], target["locationId"], target["meterPointId"])
             if part
         )
-        click.echo(f"  {name}  resolution {target['resolution']}")
+        known = "" if target["knownToRegistry"] else "  (unknown to our registry)"
+        click.echo(f"  {name}  resolution {target['resolution']}{known}")
         for cap in target["caps"]:
             click.echo(
                 f"    {jsonable(cap['start'])} .. {jsonable(cap['end'])}  "
