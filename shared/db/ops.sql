@@ -74,4 +74,5 @@ WHERE month = date_trunc('month', %(now)s AT TIME ZONE %(tz)s)::date
 -- reservation is not acted on and does not.
 SELECT count(*) AS n, min(received_at) AS oldest
 FROM lpc_events
-WHERE kind IN ('resource', 'location') AND received_at > %(now)s - interval '7 days';
+WHERE kind IN ('resource', 'location')
+  AND received_at > %(now)s::timestamptz - interval '7 days';
