@@ -1,0 +1,74 @@
+"""LPC events through the whole path: sandbox → ingress → worker → PostgreSQL, stored once
+whether delivered twice or fetched only by the backfill."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from tests.fixtures.sandbox import SandboxHandle, spark_env
+from tests.fixtures.services import IngressServer, WorkerProcess
+from tests.waiting import wait_for
+from tests.worker.cli import run, run_json
+
+pytestmark = pytest.mark.slow
+
+
+def count(database_url: str, sql: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(sql.encode()).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_it_stores_an_lpc_event_delivered_twice_and_one_fetched_only_by_the_backfill_once(
+    sandbox: SandboxHandle,
+    database_url: str,
+    redis_url: str,
+    start_ingress: Callable[..., IngressServer],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    ingress = start_ingress(redis_url, secret="e2e-secret")
+    start_worker(database_url, redis_url, **spark_env(sandbox))
+    sandbox.register_webhook(
+        ingress.webhook_url,
+        secret="e2e-secret",
+        notification_types=("ResourceLPCRequested", "LocationLPCRequested"),
+    )
+    sandbox.control.set_delivery(duplicate=True)
+
+    resources = [
+        {"resource": {"locationId": f"loc-{n}", "resourceId": f"r-{n}", "meterPointId": "7070"}}
+        for n in range(3)
+    ]
+    answer = sandbox.api("POST", "/simulation/events/lpc/resources", json={"resources": resources})
+    assert answer.status_code == 200, answer.text
+    resource_event = answer.json()["simulatedEvent"]["id"]
+    sandbox.wait_for_deliveries(timeout=10)
+    webhook_deliveries = "SELECT count(*) FROM event_deliveries WHERE source = 'webhook'"
+    wait_for(lambda: count(database_url, webhook_deliveries) == 2, 30, "2 deliveries")
+    assert [a["statusCode"] for a in sandbox.control.deliveries()] == [202, 202]
+
+    sandbox.control.set_delivery(duplicate=False, drop=True)
+    location = {"location": {"locationId": "loc-9", "meterPointId": "7079"}}
+    answer = sandbox.api("POST", "/simulation/events/lpc/locations", json={"locations": [location]})
+    location_event = answer.json()["simulatedEvent"]["id"]
+    sandbox.wait_for_deliveries(timeout=10)
+    backfill = run(database_url, "events", "backfill", REDIS_URL=redis_url, **spark_env(sandbox))
+    assert backfill.exit_code == 0, backfill.output
+    wait_for(lambda: count(database_url, "SELECT count(*) FROM lpc_events") == 2, 30, "2 stored")
+
+    listed = {item["eventId"]: item for item in run_json(database_url, "lpc", "list")}
+    assert set(listed) == {resource_event, location_event}
+    assert listed[resource_event]["targets"] == 3
+    assert listed[location_event]["kind"] == "location"
+    assert count(database_url, "SELECT count(*) FROM lpc_targets") == 4
+    # Four two-hour caps per target, made by the sandbox when the request gives no points.
+    assert count(database_url, "SELECT count(*) FROM lpc_caps") == 16
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT first_source FROM events WHERE event_id = %s", (location_event,)
+        ).fetchone()
+    assert row == ("poll",)
