@@ -118,6 +118,9 @@ def _latest_usages(
     events: dict[str, PriceCurveEvent | None] = {}
     latest: dict[tuple[str, str, str], tuple[PriceCurveEvent, EnergyUsage]] = {}
     for report in reports:
+        # An LPC acknowledgement carries no usage (and its event is no price curve).
+        if not report.usages:
+            continue
         if report.event_id not in events:
             stored = find_event(report.event_id)
             events[report.event_id] = (

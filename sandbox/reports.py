@@ -23,6 +23,8 @@ Spark, not documented Spark behaviour: Spark's compensation feedback has a probl
 mismatched meter (`CompensationMpidDoesNotMatchLocation`), which suggests it may accept such
 a payload and block its compensation instead.
 
+An acknowledgement of an LPC event is checked by `sandbox.lpc_reports` instead.
+
 Anything else is a 400 with a message saying what is wrong. A second report for the same
 event is accepted and kept beside the first (both are listed and counted); compensation uses
 the latest one per event, resource and location.
@@ -43,6 +45,7 @@ from zoneinfo import ZoneInfo
 
 from sandbox.clock import parse_timestamp, spark_timestamp
 from sandbox.directory import UserDirectory
+from sandbox.lpc_reports import LPC_PAYLOAD_TYPES, AcknowledgementRejected, check_acknowledgement
 from sandbox.state import Event, JSONObject
 
 ENERGY_USAGE = "EnergyUsage"
@@ -227,6 +230,12 @@ def check_report(
     stored = find_event(event_id)
     if stored is None:
         raise ReportRejected(f"Event {event_id} was not found.")
+    if stored.payload_type in LPC_PAYLOAD_TYPES:
+        try:
+            check_acknowledgement(stored, payloads)
+        except AcknowledgementRejected as exc:
+            raise ReportRejected(str(exc)) from None
+        return event_id, []
     if stored.payload_type != "PriceCurve":
         raise ReportRejected(
             f"Event {event_id} is a {stored.payload_type} event; "

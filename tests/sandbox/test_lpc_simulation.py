@@ -102,3 +102,71 @@ def test_it_gives_the_worker_an_event_it_stores_when_fetched_from_events(
         "02:00:00",
     )
     assert len(target["caps"]) == 4
+
+
+def _resource_event(sandbox: SandboxHandle) -> str:
+    resources = [
+        {"resource": {"locationId": f"loc-{n}", "resourceId": f"r-{n}", "meterPointId": "m"}}
+        for n in range(3)
+    ]
+    answer = sandbox.api("POST", RESOURCES, json={"resources": resources})
+    return str(answer.json()["simulatedEvent"]["id"])
+
+
+def _lpc_resource(n: int) -> dict[str, str]:
+    return {"meterPointId": "m", "locationId": f"loc-{n}", "resourceId": f"r-{n}"}
+
+
+def test_it_accepts_an_acknowledgement_naming_every_target_once_and_lists_when_it_came(
+    sandbox: SandboxHandle,
+) -> None:
+    event_id = _resource_event(sandbox)
+    body = {
+        "eventId": event_id,
+        "payloads": [
+            {
+                "payloadType": "ResourceLPCAcknowledgement",
+                "acknowledgedTargets": [_lpc_resource(0), _lpc_resource(1)],
+                "declinedTargets": [_lpc_resource(2)],
+            }
+        ],
+    }
+
+    answer = sandbox.api("POST", "/reports", json=body)
+
+    assert answer.status_code == 200, answer.text
+    [report] = sandbox.sandbox.reports.reports(event_id)
+    assert report.body == body
+    assert report.to_control()["createdAt"] == answer.json()["createdAt"]
+
+
+def test_it_refuses_an_acknowledgement_with_unknown_repeated_or_missing_targets(
+    sandbox: SandboxHandle,
+) -> None:
+    event_id = _resource_event(sandbox)
+
+    def post(acknowledged: list[dict[str, str]], declined: list[dict[str, str]]) -> str:
+        payload = {
+            "payloadType": "ResourceLPCAcknowledgement",
+            "acknowledgedTargets": acknowledged,
+            "declinedTargets": declined,
+        }
+        answer = sandbox.api("POST", "/reports", json={"eventId": event_id, "payloads": [payload]})
+        assert answer.status_code == 400
+        return str(answer.json())
+
+    unknown = post([_lpc_resource(0), _lpc_resource(1), _lpc_resource(7)], [_lpc_resource(2)])
+    assert "Not targets of event" in unknown
+    assert "resourceId=r-7" in unknown
+    twice = post([_lpc_resource(0), _lpc_resource(1)], [_lpc_resource(2), _lpc_resource(1)])
+    assert "more than once: meterPointId=m, locationId=loc-1, resourceId=r-1" in twice
+    missing = post([_lpc_resource(0)], [_lpc_resource(2)])
+    assert "neither acknowledged nor declined: meterPointId=m, locationId=loc-1" in missing
+    wrong_type = sandbox.api(
+        "POST",
+        "/reports",
+        json={"eventId": event_id, "payloads": [{"payloadType": "LocationLPCAcknowledgement"}]},
+    )
+    assert wrong_type.status_code == 400
+    assert "must be ResourceLPCAcknowledgement" in wrong_type.json()
+    assert sandbox.sandbox.reports.reports(event_id) == []
