@@ -98,9 +98,14 @@ def plain_copy(database_url: str, event_id: str, targets: list[tuple[str, str]])
         return time.perf_counter() - started
 
 
-def store(database_url: str, raw: bytes) -> tuple[float, Any]:
+def store(database_url: str, redis_url: str, raw: bytes) -> tuple[float, Any]:
+    from shared.config import load_settings
+    from worker.celery_app import create_app
     from worker.events.inbox import ingest
 
+    settings = load_settings({"DATABASE_URL": database_url, "REDIS_URL": redis_url})
+    # An app that only sends: the handler's follow-up goes to --redis-url.
+    sender = create_app(settings, current=False)
     with connect(database_url) as conn:
         checkpoint(database_url)
         started = time.perf_counter()
@@ -110,6 +115,8 @@ def store(database_url: str, raw: bytes) -> tuple[float, Any]:
             raw=raw,
             received_at=datetime.now(UTC),
             source="webhook",
+            settings=settings,
+            sender=sender,
         )
         return time.perf_counter() - started, result
 
@@ -183,9 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with fresh_database(args.database_url, "curves") as url:
             copy_seconds = plain_copy(url, "baseline-event", targets)
-            store_seconds, stored = store(url, raw)
+            store_seconds, stored = store(url, args.redis_url, raw)
             dispatch_seconds, sent = dispatch(url, args.batch_size)
-            change_seconds, _ = store(url, changed_raw)
+            change_seconds, _ = store(url, args.redis_url, changed_raw)
             redispatch_seconds, resent = dispatch(url, args.batch_size)
             effective_seconds, effective = effective_rows(url, stored.event_id)
             final = statuses(url)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def rows(database_url: str, sql: str) -> list[tuple[object, ...]]:
     with psycopg.connect(database_url) as conn:
-        return conn.execute(sql).fetchall()  # type: ignore[call-overload, no-any-return]
+        return conn.execute(sql).fetchall()
 
 
 def test_it_stores_every_event_the_sandbox_delivers_once_even_when_delivered_twice(

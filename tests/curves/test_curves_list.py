@@ -71,11 +71,11 @@ def test_it_lists_the_sandboxs_dst_day_curves_with_23_and_25_periods(
     for eve, day in ((date(2026, 3, 28), "2026-03-29"), (date(2026, 10, 24), "2026-10-25")):
         sandbox.control.set_clock(datetime(eve.year, eve.month, eve.day, 12, 59, tzinfo=OSLO))
         sandbox.control.advance_clock(120)
-        wait_for(
-            lambda day=day: bool(run_json(database_url, "curves", "list", "--date", day)),
-            20,
-            f"the curve for {day}",
-        )
+
+        def listed(day: str = day) -> bool:
+            return bool(run_json(database_url, "curves", "list", "--date", day))
+
+        wait_for(listed, 20, f"the curve for {day}")
     spring = run_json(database_url, "curves", "list", "--date", "2026-03-29")
     autumn = run_json(database_url, "curves", "list", "--date", "2026-10-25")
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -75,10 +76,10 @@ def test_it_sums_the_counts_of_all_four_gunicorn_processes(served: IngressServer
 
 
 def test_it_counts_a_webhook_redis_did_not_take_as_unavailable(
-    client_for: type[object] | object,
+    client_for: Callable[[Settings], FlaskClient],
 ) -> None:
     settings: Settings = make_settings("redis://127.0.0.1:1/0")
-    client: FlaskClient = client_for(settings)  # type: ignore[operator]
+    client = client_for(settings)
     before = webhooks(samples(client.get("/metrics").get_data(as_text=True)), "unavailable")
     body = spark_body()
     answer = client.post("/webhooks/spark", data=body, headers=signed_headers(body))

@@ -23,7 +23,7 @@ from tests.worker.events import body, notification
 from worker.events.inbox import ingest
 
 
-def _ingest(db: Connection, app: Celery, document: dict[str, Any]) -> str:
+def _ingest(db: Connection, app: Celery, document: dict[str, Any]) -> str | None:
     result = ingest(
         db,
         delivery_id=str(uuid.uuid4()),

@@ -96,7 +96,7 @@ def store_event_curve(database_url: str, event: Event) -> None:
                 "source": "poll",
             },
         )
-        curve = parse_curve(payload, created_at=event.created_at, timezone=OSLO)
+        curve = parse_curve(dict(payload), created_at=event.created_at, timezone=OSLO)
         store_curve(conn, event.event_id, curve, now=event.created_at)
 
 

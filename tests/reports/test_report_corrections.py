@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tests.fixtures.sandbox import SandboxHandle
 from tests.reports.support import (
@@ -25,11 +26,9 @@ START = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
 END = START + 2 * HOUR
 
 
-def sweep(
-    database_url: str, sandbox: SandboxHandle, now: datetime, **env: str
-) -> dict[str, object]:
+def sweep(database_url: str, sandbox: SandboxHandle, now: datetime, **env: str) -> dict[str, Any]:
     sandbox.control.set_clock(now, frozen=True)
-    done: dict[str, object] = cli_json(
+    done: dict[str, Any] = cli_json(
         database_url, "reports", "send", "--due", "--now", utc(now), sandbox=sandbox, **env
     )
     return done
@@ -61,11 +60,11 @@ def test_it_sends_a_corrected_report_once_late_readings_settled_with_replace(
     again = sweep(database_url, sandbox, END + 8 * HOUR, **replace)
     shown = cli_json(database_url, "reports", "show", event_id)
 
-    assert unsettled["corrections"] == {  # type: ignore[comparison-overlap]
+    assert unsettled["corrections"] == {
         "planned": [], "belowMinimum": 0, "sent": [], "failed": 0, "missed": 0,
     }  # fmt: skip
-    assert settled["corrections"]["sent"] == [event_id]  # type: ignore[index]
-    assert again["corrections"]["planned"] == []  # type: ignore[index]
+    assert settled["corrections"]["sent"] == [event_id]
+    assert again["corrections"]["planned"] == []
     first, corrected = accepted_reports(sandbox, event_id)["reports"]
     assert [p["kiloWattHours"] for p in points_of(first["body"], "car")] == [2.0]
     assert [p["kiloWattHours"] for p in points_of(corrected["body"], "car")] == [2.0, 3.0]
@@ -83,7 +82,7 @@ def test_it_keeps_a_change_below_the_minimum_to_itself(
 
     settled = sweep(database_url, sandbox, END + 7 * HOUR, **replace)
 
-    assert settled["corrections"]["belowMinimum"] == 1  # type: ignore[index]
+    assert settled["corrections"]["belowMinimum"] == 1
     assert len(accepted_reports(sandbox, event_id)["reports"]) == 1
 
 

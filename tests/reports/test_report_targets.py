@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tests.fixtures.sandbox import SandboxHandle
 from tests.reports.support import (
@@ -43,10 +44,10 @@ def event_with_readings(
     return event.event_id
 
 
-def send_the_day_after(database_url: str, sandbox: SandboxHandle) -> dict[str, object]:
+def send_the_day_after(database_url: str, sandbox: SandboxHandle) -> dict[str, Any]:
     now = END + 3 * HOUR
     sandbox.control.set_clock(now, frozen=True)
-    sent: dict[str, object] = cli_json(
+    sent: dict[str, Any] = cli_json(
         database_url, "reports", "send", "--due", "--now", utc(now), sandbox=sandbox
     )
     return sent
@@ -93,7 +94,7 @@ def test_it_sets_aside_the_payload_sparks_refusal_names_and_sends_the_rest_at_on
     sent = send_the_day_after(database_url, sandbox)
     shown = cli_json(database_url, "reports", "show", event_id)
 
-    assert [r["status"] for r in sent["results"]] == ["set_aside", "sent"]  # type: ignore[index]
+    assert [r["status"] for r in sent["results"]] == ["set_aside", "sent"]
     (accepted,) = accepted_reports(sandbox, event_id)["reports"]
     assert [p["resourceId"] for p in accepted["body"]["payloads"]] == ["a-ev", "c-ev"]
     ((aside),) = shown["setAside"]

@@ -7,6 +7,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,9 +36,9 @@ AFTER = FIRST + 6 * HOUR
 
 def send_event(
     database_url: str, sandbox: SandboxHandle, event_id: str, now: datetime, **env: str
-) -> dict[str, object]:
+) -> dict[str, Any]:
     sandbox.control.set_clock(now, frozen=True)
-    result: dict[str, object] = cli_json(
+    result: dict[str, Any] = cli_json(
         database_url, "reports", "send", "--event", event_id, "--now", utc(now),
         sandbox=sandbox, **env,
     )  # fmt: skip
@@ -60,7 +61,7 @@ def test_it_reports_sparks_example_with_three_points_and_leaves_out_periods_with
 
     result = send_event(database_url, sandbox, event.event_id, AFTER)
 
-    assert [r["status"] for r in result["results"]] == ["sent"]  # type: ignore[index]
+    assert [r["status"] for r in result["results"]] == ["sent"]
     (stored,) = accepted_reports(sandbox, event.event_id)["reports"]
     body = stored["body"]
     own = [point["timestamp"] for point in event.payload["priceCurveDelta"]["points"]]
@@ -167,7 +168,7 @@ def test_it_reports_a_curve_of_more_than_a_hundred_periods_in_the_curves_order(
 
     result = send_event(database_url, sandbox, event.event_id, after)
 
-    assert [r["status"] for r in result["results"]] == ["sent"]  # type: ignore[index]
+    assert [r["status"] for r in result["results"]] == ["sent"]
     (stored,) = accepted_reports(sandbox, event.event_id)["reports"]
     own = [point["timestamp"] for point in event.payload["priceCurveDelta"]["points"]]
     assert points_of(stored["body"], "car") == [
@@ -244,7 +245,7 @@ def test_it_sends_nothing_for_an_event_without_energy_and_never_sends_twice(
         sandbox=sandbox,
     )  # fmt: skip
 
-    assert [r["status"] for r in result["results"]] == ["empty"]  # type: ignore[index]
+    assert [r["status"] for r in result["results"]] == ["empty"]
     assert report_rows(database_url, quiet.event_id)[0]["status"] == "empty"
     assert again.exit_code == 1
     assert "was sent already" in again.output

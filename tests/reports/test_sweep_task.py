@@ -99,10 +99,9 @@ def test_it_reports_a_dst_month_to_its_end_and_the_last_day_within_the_grace(
     assert record["countsByEventId"] == {saturday: 1, dst_day: 1, last_day: 1}
     by_event = {r["eventId"]: r for r in record["reports"]}
     assert len(dst_starts) == 25
-    own = [
-        p["timestamp"]
-        for p in sandbox.state.get_event(dst_day).payload["priceCurveDelta"]["points"]
-    ]
+    sandbox_event = sandbox.state.get_event(dst_day)
+    assert sandbox_event is not None
+    own = [p["timestamp"] for p in sandbox_event.payload["priceCurveDelta"]["points"]]
     assert [p["timestamp"] for p in points_of(by_event[dst_day]["body"], "ev-1")] == own
     # Sent once settled, inside the grace of one day after the end of October.
     assert by_event[last_day]["createdAt"].startswith("2026-11-01T01:00:00")

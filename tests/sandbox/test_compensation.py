@@ -90,7 +90,10 @@ def _compensation(sandbox: SandboxHandle, user_id: str = "alice") -> dict[str, A
 
 
 def _location(body: dict[str, Any], location_id: str) -> dict[str, Any]:
-    (found,) = [c for c in body["locationCompensations"] if c["locationId"] == location_id]
+    matching: list[dict[str, Any]] = [
+        c for c in body["locationCompensations"] if c["locationId"] == location_id
+    ]
+    (found,) = matching
     return found
 
 

@@ -12,7 +12,7 @@ import pytest
 from celery import Celery
 
 from shared.queues import SPARK_QUEUE
-from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.sandbox import SandboxHandle, spark_env
 from tests.fixtures.services import WorkerProcess
 from tests.users.helpers import (
     api_requests,
@@ -21,7 +21,6 @@ from tests.users.helpers import (
     cli_json,
     execute,
     rows,
-    spark_env,
     user_document,
     write_json,
 )

@@ -19,14 +19,13 @@ from celery import Celery
 from shared.db import Connection, connect
 from shared.queues import SPARK_QUEUE
 from shared.spark_api import SparkClient
-from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.sandbox import SandboxHandle, spark_env
 from tests.fixtures.services import WorkerProcess
 from tests.users.helpers import (
     add_report,
     cli_json,
     execute,
     rows,
-    spark_env,
     user_document,
     write_json,
 )
@@ -55,8 +54,8 @@ def client(sandbox: SandboxHandle) -> Iterator[SparkClient]:
         yield spark
 
 
-def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=OSLO)  # type: ignore[misc]
+def local(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=OSLO)
 
 
 def deleted(database_url: str) -> list[str]:

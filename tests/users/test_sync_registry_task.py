@@ -10,7 +10,7 @@ import pytest
 from celery import Celery
 
 from shared.queues import SPARK_QUEUE
-from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.sandbox import SandboxHandle, spark_env
 from tests.fixtures.services import WorkerProcess
 from tests.users.helpers import (
     api_requests,
@@ -18,7 +18,6 @@ from tests.users.helpers import (
     calls,
     cli_json,
     rows,
-    spark_env,
     user_document,
     write_json,
 )

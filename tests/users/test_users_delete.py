@@ -78,7 +78,7 @@ def test_it_counts_the_months_reports_from_the_ledger(
     month = this_month()
     last_month = (month - timedelta(days=1)).replace(day=1)
     home = ("u-1-heater", "u-1-home")
-    for event_id, in_month, status, target, kwh in [
+    for event_id, in_month, report_status, target, kwh in [
         ("sent-1", month, "sent", home, 1.5),
         ("sent-2", month, "sent", ("u-1-car", "elsewhere"), 2.25),
         ("waiting", month, "retrying", home, None),
@@ -89,7 +89,7 @@ def test_it_counts_the_months_reports_from_the_ledger(
         ("tomorrow", month, "pending", home, None),
         ("nothing-used", month, "empty", home, None),
     ]:
-        add_report(database_url, event_id=event_id, month=in_month, status=status,
+        add_report(database_url, event_id=event_id, month=in_month, status=report_status,
                    target=target, kwh=kwh)  # fmt: skip
     # A report split in two: the part with u-1's payload is still due, the part without it
     # is retrying; only the first concerns u-1.

@@ -35,7 +35,7 @@ def cli(
 def stored(database_url: str) -> dict[str, str]:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT event_id, first_source FROM events").fetchall()
-    return dict(rows)  # type: ignore[arg-type]
+    return dict(rows)
 
 
 def wait_for_events(database_url: str, count: int, timeout: float = 30) -> dict[str, str]:

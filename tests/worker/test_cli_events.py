@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from celery import Celery
@@ -12,16 +13,18 @@ from tests.worker.cli import run, run_json
 from tests.worker.events import body, notification
 from worker.events import handlers
 from worker.events.handling import FollowUp, StoredEvent
-from worker.events.inbox import ingest
+from worker.events.inbox import Source, ingest
 
 
-def _store(db: Connection, app: Celery, document: dict, source: str = "webhook") -> None:
+def _store(
+    db: Connection, app: Celery, document: dict[str, Any], source: Source = "webhook"
+) -> None:
     ingest(
         db,
         delivery_id=str(uuid.uuid4()),
         raw=body(document),
         received_at=datetime.now(UTC),
-        source=source,  # type: ignore[arg-type]
+        source=source,
         settings=app.conf.spark_settings,
         sender=app,
     )

@@ -278,11 +278,11 @@ def test_it_reads_polled_events_in_the_shape_of_get_events(db: Connection, inbox
         event = {**example_event, "id": f"{example_event['id']}-{number}"}  # examples share an id
         result = inbox.ingest(body(event), source="poll")
         assert result.outcome == "new"
-        types.add(
-            db.execute(
-                "SELECT notification_type FROM events WHERE event_id = %s", (event["id"],)
-            ).fetchone()["notification_type"]
-        )  # type: ignore[index]
+        row = db.execute(
+            "SELECT notification_type FROM events WHERE event_id = %s", (event["id"],)
+        ).fetchone()
+        assert row is not None
+        types.add(row["notification_type"])
     assert types == {
         "LocationLPCRequested",
         "ResourceLPCRequested",

@@ -50,7 +50,7 @@ def sender(redis_url: str) -> Iterator[Callable[[bytes], str]]:
 
 def count(database_url: str, sql: str) -> int:
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(sql).fetchone()  # type: ignore[call-overload]
+        row = conn.execute(sql).fetchone()
     return int(row[0]) if row else 0
 
 
