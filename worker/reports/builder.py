@@ -139,6 +139,21 @@ FROM payloads
 WHERE points > 0
 """
 
+# {payloads_body} of WRITE_TEMPLATE and CORRECTION_TEMPLATE: the JSON body of a report from the
+# rows of `numbered`, one EnergyUsage payload per row in resource and location order. One text,
+# so that a correction's body compares with a sent one byte for byte.
+PAYLOADS_BODY: LiteralString = """
+       '{"eventId":' || to_json(%(event_id)s::text)::text || ',"payloads":['
+       || string_agg(
+              '{"payloadType":"EnergyUsage","resourceId":' || to_json(resource_id::text)::text
+              || ',"locationId":' || to_json(location_id::text)::text
+              || coalesce(',"meterPointId":' || to_json(meter_point_id)::text, '')
+              || ',' || to_json(%(points_field)s::text)::text || ':['
+              || array_to_string(ARRAY[{slot_points}], ',')
+              || '],"resolution":' || to_json(%(resolution)s::text)::text || '}',
+              ',' ORDER BY resource_id, location_id)
+       || ']}'"""
+
 # The report(s) of one curve from `report_build`: the payloads numbered into parts of
 # max_payloads, written as payload rows and one report row per part with its body, the
 # points of each payload at the curve's own timestamps (part 1 is the claimed row report_id,
@@ -160,16 +175,7 @@ WITH numbered AS (
     RETURNING 1
 ), bodies AS (
     SELECT part, count(*) AS payloads, sum(points) AS points, sum(kwh) AS kwh,
-           '{"eventId":' || to_json(%(event_id)s::text)::text || ',"payloads":['
-           || string_agg(
-                  '{"payloadType":"EnergyUsage","resourceId":' || to_json(resource_id::text)::text
-                  || ',"locationId":' || to_json(location_id::text)::text
-                  || coalesce(',"meterPointId":' || to_json(meter_point_id)::text, '')
-                  || ',' || to_json(%(points_field)s::text)::text || ':['
-                  || array_to_string(ARRAY[{slot_points}], ',')
-                  || '],"resolution":' || to_json(%(resolution)s::text)::text || '}',
-                  ',' ORDER BY resource_id, location_id)
-           || ']}' AS body
+       {payloads_body} AS body
     FROM numbered
     GROUP BY part
 ), base AS (
@@ -209,16 +215,7 @@ WITH numbered AS (
     LEFT JOIN resources res ON res.resource_id = p.resource_id
 )
 SELECT count(*) AS payloads, coalesce(sum(kwh), 0) AS kwh,
-       '{"eventId":' || to_json(%(event_id)s::text)::text || ',"payloads":['
-       || string_agg(
-              '{"payloadType":"EnergyUsage","resourceId":' || to_json(resource_id::text)::text
-              || ',"locationId":' || to_json(location_id::text)::text
-              || coalesce(',"meterPointId":' || to_json(meter_point_id)::text, '')
-              || ',' || to_json(%(points_field)s::text)::text || ':['
-              || array_to_string(ARRAY[{slot_points}], ',')
-              || '],"resolution":' || to_json(%(resolution)s::text)::text || '}',
-              ',' ORDER BY resource_id, location_id)
-       || ']}' AS body
+       {payloads_body} AS body
 FROM numbered
 """
 
@@ -253,7 +250,7 @@ def sums_sql(slots: int, superseded: bool) -> LiteralString:
 
 def write_sql(slots: int) -> LiteralString:
     """The statement that writes the parts from `report_build`, for `slots` periods."""
-    return _written_out(WRITE_TEMPLATE, slots)
+    return _written_out(WRITE_TEMPLATE.replace("{payloads_body}", PAYLOADS_BODY), slots)
 
 
 def _written_out(template: LiteralString, slots: int) -> LiteralString:
@@ -333,7 +330,8 @@ def build_correction(
         return None
     params, slots, sums = prepared
     conn.execute("CREATE TEMPORARY TABLE report_build ON COMMIT DROP AS " + sums, params)
-    row = conn.execute(_written_out(CORRECTION_TEMPLATE, slots), params).fetchone()
+    correction = CORRECTION_TEMPLATE.replace("{payloads_body}", PAYLOADS_BODY)
+    row = conn.execute(_written_out(correction, slots), params).fetchone()
     conn.execute("DROP TABLE report_build")
     if row is None or not row["payloads"]:
         return None
