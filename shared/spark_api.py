@@ -1,10 +1,14 @@
 """Client for Spark's Energy Coordination API: OAuth2 client credentials, timeouts, retries.
 
-Every call has a connect and a read timeout. Connection problems, timeouts, 429 and 5xx are
-retried with full-jitter exponential backoff, waiting at least as long as `Retry-After` asks.
-A 401 fetches a fresh token once and resends. What still fails becomes a typed exception, so
-callers decide between "try again later" (`SparkUnavailable`, a retryable `SparkHTTPError`)
-and "this will never work" (any other `SparkHTTPError`).
+Every request to the API first takes a slot in the shared schedule of Spark calls
+(`SparkRateLimit`, SPARK_RATE_LIMIT per second across every process), retries and the resend
+after a fresh token included; a slot further ahead than `max_wait` is refused with
+`SparkRateLimited` rather than slept for. Every call has a connect and a read timeout.
+Connection problems, timeouts, 429 and 5xx are retried with full-jitter exponential backoff,
+waiting at least as long as `Retry-After` asks. A 401 fetches a fresh token once and resends.
+What still fails becomes a typed exception, so callers decide between "try again later"
+(`SparkUnavailable`, a retryable `SparkHTTPError`) and "this will never work" (any other
+`SparkHTTPError`).
 
 One client holds one `requests` session and one cached token: give each thread or worker
 process its own client.
@@ -13,11 +17,12 @@ process its own client.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 from urllib.parse import quote
 
 import requests
@@ -34,6 +39,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from shared.config import ConfigError, Settings
+from shared.db import connection, fetch_one
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +100,58 @@ class SparkAuthError(SparkHTTPError):
 
 class SparkUnavailable(SparkError):
     """No usable connection to Spark (refused, reset, timed out), after any retries."""
+
+
+class SparkRateLimited(SparkUnavailable):
+    """The next free slot of the shared Spark schedule is further ahead than we block for.
+    Nothing was sent; `retry_after` is how far ahead that slot was, in seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"Spark rate limit: the next free slot is {retry_after:.1f}s ahead; nothing sent"
+        )
+
+
+class RateLimit(Protocol):
+    """What the client takes before every request: returns once the request may go, or raises
+    `SparkRateLimited`."""
+
+    def take(self) -> None: ...
+
+
+# The longest a request waits for its slot. Well below the reports' 3-minute sending lease,
+# which must also cover a token fetch and the connect and read timeouts (twice, after a 401).
+MAX_RATE_WAIT_SECONDS = 30.0
+
+
+class SparkRateLimit:
+    """Spark calls at most `rate` per second across every process: each call takes the next
+    slot of a schedule kept in PostgreSQL (table spark_rate_limit) and sleeps until it. A slot
+    more than `max_wait` seconds ahead is not taken (so it stays free for a later call) and
+    the call raises `SparkRateLimited`."""
+
+    def __init__(
+        self, database_url: str, rate: float, max_wait: float = MAX_RATE_WAIT_SECONDS
+    ) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self.database_url = database_url
+        self.interval = timedelta(seconds=1 / rate)
+        self.max_wait = timedelta(seconds=max_wait)
+
+    def take(self) -> None:
+        params = {"interval": self.interval, "max_wait": self.max_wait}
+        with connection(self.database_url) as conn, conn.transaction():
+            row = fetch_one(conn, "take_spark_slot", params)
+            if row is None:
+                ahead = fetch_one(conn, "next_spark_slot")
+        if row is None:
+            wait = ahead["ahead"] if ahead else self.max_wait
+            raise SparkRateLimited(wait.total_seconds())
+        delay: float = (row["slot"] - row["now"]).total_seconds()
+        if delay > 0:
+            time.sleep(delay)
 
 
 def is_retryable_status(status: int) -> bool:
@@ -195,13 +253,15 @@ class SparkClient:
         backoff_base: float = 0.5,
         backoff_max: float = 60.0,
         token_leeway: int = 60,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         """`timeout` is (connect, read) seconds for every request, token requests included.
 
         `max_attempts` bounds the tries of one call. Backoff before try n is uniformly random
         in [0, min(backoff_max, backoff_base * 2**(n-1))]; a `Retry-After` longer than
         `backoff_max` ends the retries instead. The token is renewed `token_leeway` seconds
-        before its `expires_in` runs out.
+        before its `expires_in` runs out. `rate_limit`, when given, is taken before every
+        request to the API (`from_settings` gives the shared SPARK_RATE_LIMIT schedule).
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -209,6 +269,7 @@ class SparkClient:
         self.token_url = token_url
         self.timeout = timeout
         self.max_attempts = max_attempts
+        self.rate_limit = rate_limit
         self.backoff_max = backoff_max
         self._backoff = wait_random_exponential(multiplier=backoff_base, max=backoff_max)
         self._session = OAuth2Session(
@@ -233,7 +294,13 @@ class SparkClient:
         # require_spark() has checked these; the test tells mypy so without asserts.
         if not (api_url and token_url and client_id and client_secret):
             raise ConfigError("Spark API settings are incomplete")
-        return cls(api_url, token_url, client_id, client_secret)
+        return cls(
+            api_url,
+            token_url,
+            client_id,
+            client_secret,
+            rate_limit=SparkRateLimit(settings.database_url, settings.spark_rate_limit),
+        )
 
     def __repr__(self) -> str:
         return f"SparkClient(api_url={self.api_url!r})"
@@ -268,6 +335,7 @@ class SparkClient:
 
         `path` is relative to the API URL ("/events"). `retry=False` makes exactly one try
         (plus the resend after a token refresh), for callers that keep their own schedule.
+        A refused rate slot raises `SparkRateLimited` at once: it is not retried here.
         """
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/': {path!r}")
@@ -424,6 +492,8 @@ class SparkClient:
         json: Any,
         headers: dict[str, str] | None,
     ) -> requests.Response:
+        if self.rate_limit is not None:
+            self.rate_limit.take()
         response: requests.Response = self._session.request(
             method,
             self.api_url + path,

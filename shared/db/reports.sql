@@ -321,12 +321,18 @@ WHERE event_id = %(event_id)s AND part = 1
 RETURNING id, (SELECT count(*) FROM dropped_parts) AS dropped_parts;
 
 -- name: take_spark_slot
--- The next free slot in the shared schedule of Spark calls (real time, not the callers' "now").
+-- The next free slot in the shared schedule of Spark calls (real time, not the callers' "now"),
+-- unless it is more than max_wait ahead: then no row, and the slot stays free.
 INSERT INTO spark_rate_limit (name, next_slot)
 VALUES ('spark', clock_timestamp() + %(interval)s)
 ON CONFLICT (name) DO UPDATE
 SET next_slot = greatest(spark_rate_limit.next_slot, clock_timestamp()) + %(interval)s
+WHERE spark_rate_limit.next_slot <= clock_timestamp() + %(max_wait)s
 RETURNING next_slot - %(interval)s AS slot, clock_timestamp() AS now;
+
+-- name: next_spark_slot
+-- How far ahead the next free slot of the shared schedule is.
+SELECT next_slot - clock_timestamp() AS ahead FROM spark_rate_limit WHERE name = 'spark';
 
 -- name: list_reports
 SELECT r.id, r.event_id, r.part, r.parts, r.month, r.status, r.due_reason, r.due_at,

@@ -18,6 +18,7 @@ from tests.reports.support import (
     cli,
     cli_json,
     curve,
+    execute,
     import_readings,
     points_of,
     reading,
@@ -342,6 +343,35 @@ def test_it_paces_calls_to_spark_at_the_rate_limit(
     # Five calls at four a second: four intervals of a quarter second at least.
     assert seconds >= 1.0
     assert rows(database_url, "SELECT count(*) AS n FROM spark_rate_limit") == [{"n": 1}]
+
+
+def test_it_keeps_a_report_due_without_sending_it_when_the_rate_schedule_is_full(
+    sandbox: SandboxHandle, database_url: str, tmp_path: Path
+) -> None:
+    event = curve(sandbox, database_url, [("car", "home")], STARTS, created_at=CREATED)
+    path = write_readings(tmp_path / "r.csv", [reading("car", FIRST, FIRST + HOUR, 3.0)])
+    import_readings(database_url, path, now=AFTER)
+    # Other processes have booked the shared schedule of Spark calls for the next hour.
+    execute(
+        database_url,
+        "INSERT INTO spark_rate_limit (name, next_slot)"
+        " VALUES ('spark', clock_timestamp() + interval '1 hour')",
+    )
+
+    began = time.monotonic()
+    result = send_event(database_url, sandbox, event.event_id, AFTER)
+    seconds = time.monotonic() - began
+
+    # Refused at once rather than waited for: nothing sent, not ambiguous; tried again after
+    # the hour Spark's schedule is booked for, as far as the sender's backoff cap (10 min) goes.
+    assert seconds < 20
+    (sent,) = result["results"]
+    assert (sent["status"], sent["ambiguous"]) == ("retrying", False)
+    assert "rate limit" in sent["error"]
+    assert datetime.fromisoformat(sent["retryAt"]) == AFTER + timedelta(minutes=10)
+    assert accepted_reports(sandbox, event.event_id)["reports"] == []
+    (report,) = report_rows(database_url, event.event_id)
+    assert (report["status"], report["ambiguous_attempts"]) == ("retrying", 0)
 
 
 def test_it_moves_a_period_to_a_newer_curve_only_when_the_newer_covers_all_of_it(

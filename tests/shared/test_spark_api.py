@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+import psycopg
 import pytest
 
 from shared.config import ConfigError, load_settings
@@ -19,6 +20,8 @@ from shared.spark_api import (
     SparkConflict,
     SparkHTTPError,
     SparkNotFound,
+    SparkRateLimit,
+    SparkRateLimited,
     SparkUnavailable,
     parse_retry_after,
 )
@@ -374,9 +377,12 @@ def test_it_registers_a_webhook_as_the_spec_describes(
     assert listed[0]["notificationTypes"] == ["PriceCurveCreated", "UserEligibilityUpdated"]
 
 
-def test_it_builds_a_working_client_from_settings(sandbox: SandboxHandle) -> None:
+def test_it_builds_a_working_client_from_settings(
+    sandbox: SandboxHandle, database_url: str
+) -> None:
     settings = load_settings(
         {
+            "DATABASE_URL": database_url,
             "SPARK_API_URL": sandbox.base_url + "/",
             "SPARK_TOKEN_URL": sandbox.token_url,
             "SPARK_CLIENT_ID": sandbox.client_id,
@@ -386,6 +392,9 @@ def test_it_builds_a_working_client_from_settings(sandbox: SandboxHandle) -> Non
 
     with SparkClient.from_settings(settings) as client:
         assert client.list_webhooks() == []
+        # Paced by the shared schedule of SPARK_RATE_LIMIT (10 a second by default).
+        assert isinstance(client.rate_limit, SparkRateLimit)
+        assert client.rate_limit.interval == timedelta(seconds=0.1)
 
     with pytest.raises(ConfigError, match="SPARK_CLIENT_SECRET"):
         SparkClient.from_settings(load_settings({"SPARK_API_URL": sandbox.base_url}))
@@ -421,3 +430,66 @@ def test_it_parses_retry_after_forms() -> None:
     assert parse_retry_after("Tue, 03 Mar 2026 11:59:00 GMT", now) == 0.0
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
+
+
+# The shared rate limit
+
+
+class CountingRateLimit:
+    """The real schedule in PostgreSQL, counting the slots this client took."""
+
+    def __init__(self, limit: SparkRateLimit) -> None:
+        self.limit = limit
+        self.taken = 0
+
+    def take(self) -> None:
+        self.limit.take()
+        self.taken += 1
+
+
+def next_slot(database_url: str) -> datetime | None:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT next_slot FROM spark_rate_limit WHERE name = 'spark'").fetchone()
+    return row[0] if row else None
+
+
+def test_it_takes_a_rate_slot_for_every_request_retries_and_resends_included(
+    sandbox: SandboxHandle, make_client: MakeClient, database_url: str
+) -> None:
+    counting = CountingRateLimit(SparkRateLimit(database_url, rate=1000))
+    client = make_client(rate_limit=counting)
+    client.get_json("/events")
+    sandbox.control.add_faults("GET", EVENTS, [{"status": 503}, {"status": 429}])
+    sandbox.control.expire_tokens()
+
+    client.get_json("/events")
+
+    # First call; then a 503 and a 429 retried, the 401 of the expired token and its resend.
+    requests_made = received(sandbox, "GET", EVENTS)
+    assert len(requests_made) == 5
+    assert counting.taken == len(requests_made)
+    assert next_slot(database_url) is not None
+
+
+def test_it_refuses_a_rate_slot_further_ahead_than_its_cap_instead_of_sleeping(
+    sandbox: SandboxHandle, make_client: MakeClient, database_url: str
+) -> None:
+    # One call per 100 s: the first goes at once, a retry's slot would be 100 s ahead.
+    client = make_client(rate_limit=SparkRateLimit(database_url, rate=0.01, max_wait=30))
+    sandbox.control.add_faults("GET", EVENTS, [{"status": 503}])
+
+    began = time.monotonic()
+    with pytest.raises(SparkRateLimited) as refused:
+        client.get_json("/events")
+    waited = time.monotonic() - began
+
+    assert waited < 5
+    # Nothing was sent for the refused slot, and the slot stays free for a later call.
+    assert len(received(sandbox, "GET", EVENTS)) == 1
+    assert 60 < refused.value.retry_after <= 100
+    before = next_slot(database_url)
+    with pytest.raises(SparkRateLimited):
+        client.get_json("/events")
+    assert next_slot(database_url) == before
+    # A retryable failure to every caller: "no usable connection, try again later".
+    assert isinstance(refused.value, SparkUnavailable)

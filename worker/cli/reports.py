@@ -209,9 +209,8 @@ def reports_send(
                 ledger.NotEnded,
             ) as exc:
                 raise click.ClickException(str(exc)) from None
-        limiter = sender.RateLimiter(rules.rate_limit)
-        results = sender.send_due(conn, client, rules, limiter, now=now, event_id=event_id)
-        corrected = corrections.correct(conn, client, rules, limiter, now=now) if send_due else None
+        results = sender.send_due(conn, client, rules, now=now, event_id=event_id)
+        corrected = corrections.correct(conn, client, rules, now=now) if send_due else None
     unknown = made.unknown_periods if made else []
     if as_json:
         print_json(
@@ -330,9 +329,7 @@ def reports_compensation(
             except ConfigError as exc:
                 raise click.ClickException(str(exc)) from None
             with client:
-                run = compensation.fetch_compensations(
-                    conn, client, rules, sender.RateLimiter(rules.rate_limit), now=now
-                )
+                run = compensation.fetch_compensations(conn, client, rules, now=now)
         rows = fetch_all(conn, "list_compensations", {"month": month, "user_id": user_id})
         errors = fetch_all(conn, "list_compensation_errors", {"month": month})
     items = [

@@ -22,7 +22,6 @@ from urllib.parse import quote
 from shared.db import Connection, execute, fetch_all, fetch_one
 from shared.spark_api import SparkClient, SparkHTTPError, SparkNotFound, SparkUnavailable
 from worker.reports.ledger import ReportRules
-from worker.reports.sender import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,6 @@ def fetch_compensations(
     conn: Connection,
     client: SparkClient,
     rules: ReportRules,
-    limiter: RateLimiter,
     *,
     now: datetime,
     deadline: float | None = None,
@@ -105,7 +103,6 @@ def fetch_compensations(
             if deadline is not None and time.monotonic() >= deadline:
                 run.more = True
                 return run
-            limiter.wait(conn)
             try:
                 body = client.get_json(f"/users/{quote(user_id, safe='')}/compensation")
             except SparkNotFound:

@@ -21,7 +21,7 @@ from shared.db import Connection, fetch_all, fetch_one
 from shared.spark_api import SparkClient
 from worker.reports.builder import build_correction
 from worker.reports.ledger import ReportRules
-from worker.reports.sender import RateLimiter, post
+from worker.reports.sender import post
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,6 @@ def send_corrections(
     conn: Connection,
     client: SparkClient,
     rules: ReportRules,
-    limiter: RateLimiter,
     *,
     now: datetime,
     run: CorrectionRun,
@@ -97,7 +96,6 @@ def send_corrections(
         run.missed += len(fetch_all(conn, "miss_overdue_corrections", rules.params(now)))
         due = fetch_all(conn, "due_corrections", {"limit": BATCH})
     for row in due:
-        limiter.wait(conn)
         answer = post(client, row["body"], row["idempotency_key"])
         status = {"accepted": "sent", "rejected": "rejected"}.get(answer.outcome, "due")
         with conn.transaction():
@@ -131,7 +129,6 @@ def correct(
     conn: Connection,
     client: SparkClient,
     rules: ReportRules,
-    limiter: RateLimiter,
     *,
     now: datetime,
 ) -> CorrectionRun | None:
@@ -140,5 +137,5 @@ def correct(
         return None
     run = CorrectionRun()
     plan_corrections(conn, rules, now=now, run=run)
-    send_corrections(conn, client, rules, limiter, now=now, run=run)
+    send_corrections(conn, client, rules, now=now, run=run)
     return run

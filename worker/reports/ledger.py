@@ -44,7 +44,6 @@ class ReportRules:
     correction_min_kwh: float = 1.0
     points_field: str = "points"
     max_payloads: int = 10_000
-    rate_limit: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReportRules:
@@ -58,7 +57,6 @@ class ReportRules:
             correction_min_kwh=settings.report_correction_min_kwh,
             points_field=settings.report_points_field,
             max_payloads=settings.report_max_payloads,
-            rate_limit=settings.spark_rate_limit,
         )
 
     def params(self, now: datetime, **extra: Any) -> dict[str, Any]:

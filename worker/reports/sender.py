@@ -2,13 +2,14 @@
 
 1. Claim the next due report (or a given one) with FOR UPDATE SKIP LOCKED and a lease; build
    its body on its first attempt (worker.reports.builder); record the attempt. Commit.
-2. Take a slot in the shared schedule of Spark calls (SPARK_RATE_LIMIT), then POST it once:
-   the client's own retries are off, because a retry there would be a second report that
-   the ledger never saw.
+2. POST it once (the client takes its slot in the shared schedule of Spark calls,
+   SPARK_RATE_LIMIT, first): the client's own retries are off, because a retry there would
+   be a second report that the ledger never saw.
 3. Record the answer:
    - 2xx: sent, with Spark's report id and time;
    - 4xx: rejected with Spark's message (fixable; `reports send --event` sends it again);
-   - 429, 5xx, an unusable token, no connection: retrying, after a full-jitter backoff that
+   - 429, 5xx, an unusable token, no connection, no rate slot within the client's wait cap:
+     retrying, after a full-jitter backoff that
      is never shorter than Retry-After;
    - no answer (connection dropped or timed out after the request went out): retrying, and
      the attempt is ambiguous (see the policy in `worker.reports`).
@@ -41,6 +42,7 @@ from shared.spark_api import (
     SparkClient,
     SparkError,
     SparkHTTPError,
+    SparkRateLimited,
     SparkUnavailable,
 )
 from shared.timeutil import parse_spark_datetime
@@ -63,24 +65,6 @@ AMBIGUOUS_STATUSES = (502, 504)
 def report_client(settings: Settings) -> SparkClient:
     """The Spark client for the configured Spark (ConfigError when it is not configured)."""
     return SparkClient.from_settings(settings)
-
-
-class RateLimiter:
-    """Spark calls at most `rate` per second across every process: each call takes the next
-    slot of a schedule kept in PostgreSQL and sleeps until it."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = timedelta(seconds=1 / rate)
-
-    def wait(self, conn: Connection) -> float:
-        with conn.transaction():
-            row = fetch_one(conn, "take_spark_slot", {"interval": self.interval})
-        if row is None:
-            return 0.0
-        delay: float = (row["slot"] - row["now"]).total_seconds()
-        if delay > 0:
-            time.sleep(delay)
-        return max(delay, 0.0)
 
 
 @dataclass(frozen=True)
@@ -144,6 +128,9 @@ def post(client: SparkClient, body_text: str, idempotency_key: str) -> Answer:
         )
     except SparkHTTPError as exc:
         return _http_failure(exc)
+    except SparkRateLimited as exc:
+        # No slot soon enough: nothing was sent; try again once the schedule has room.
+        return Answer("failed", error=str(exc), retry_after=exc.retry_after)
     except SparkUnavailable as exc:
         if _never_sent(exc):
             return Answer("failed", error=str(exc))
@@ -203,7 +190,6 @@ def send_one(
     conn: Connection,
     client: SparkClient,
     rules: ReportRules,
-    limiter: RateLimiter,
     *,
     now: datetime,
     report_id: int | None = None,
@@ -242,7 +228,6 @@ def send_one(
         raise RuntimeError(f"report {claimed_id} vanished after its claim")
     # Every line about this attempt names the report and its event.
     with logs.bound(report_id=int(row["id"]), event_id=row["event_id"]):
-        limiter.wait(conn)
         answer = post(client, row["body"], row["idempotency_key"])
         return _record(conn, row, attempt, answer, now=now)
 
@@ -454,7 +439,6 @@ def send_due(
     conn: Connection,
     client: SparkClient,
     rules: ReportRules,
-    limiter: RateLimiter,
     *,
     now: datetime,
     report_id: int | None = None,
@@ -465,9 +449,7 @@ def send_due(
     or until the monotonic `deadline`."""
     results: list[SendResult] = []
     while deadline is None or time.monotonic() < deadline:
-        result = send_one(
-            conn, client, rules, limiter, now=now, report_id=report_id, event_id=event_id
-        )
+        result = send_one(conn, client, rules, now=now, report_id=report_id, event_id=event_id)
         if result is None:
             break
         results.append(result)

@@ -28,7 +28,7 @@ from shared.timeutil import isoformat_utc, parse_spark_datetime, utcnow
 from worker.celery_app import RELIABLE_TASK_OPTIONS, current_settings
 from worker.reports import compensation, corrections, ledger, sender
 from worker.reports.ledger import ReportRules
-from worker.reports.sender import RateLimiter, SendResult
+from worker.reports.sender import SendResult
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,6 @@ class _Setup:
         # Made only when a task is about to call Spark, so that the sweep runs first even when
         # the Spark settings are incomplete.
         return _client(self.settings)
-
-    def limiter(self) -> RateLimiter:
-        return RateLimiter(self.rules.rate_limit)
 
 
 def _setup(now: str | None) -> _Setup:
@@ -118,12 +115,8 @@ def sweep_reports(*, now: str | None = None) -> dict[str, Any]:
             log.info("reports not sent: no Spark API configured")
             return {"sweep": swept.to_json(), "sent": []}
         budget_ends = time.monotonic() + SEND_BUDGET_SECONDS
-        results = sender.send_due(
-            conn, setup.client(), setup.rules, setup.limiter(), now=when, deadline=budget_ends
-        )
-        corrected = corrections.correct(
-            conn, setup.client(), setup.rules, setup.limiter(), now=when
-        )
+        results = sender.send_due(conn, setup.client(), setup.rules, now=when, deadline=budget_ends)
+        corrected = corrections.correct(conn, setup.client(), setup.rules, now=when)
         more_due = ledger.next_attempt_at(conn)
     follow_ups = _follow_up(results, now=when, explicit_now=now is not None)
     if time.monotonic() >= budget_ends and more_due is not None and more_due <= when:
@@ -151,9 +144,7 @@ def send_report(*, report_id: int, now: str | None = None) -> dict[str, Any]:
     if not setup.settings.spark_configured:
         return {"sent": []}
     with connection(setup.settings.database_url) as conn:
-        results = sender.send_due(
-            conn, setup.client(), setup.rules, setup.limiter(), now=when, report_id=report_id
-        )
+        results = sender.send_due(conn, setup.client(), setup.rules, now=when, report_id=report_id)
     follow_ups = _follow_up(results, now=when, explicit_now=now is not None)
     return {"sent": [result.to_json() for result in results], "followUps": follow_ups}
 
@@ -174,7 +165,6 @@ def fetch_compensation(*, now: str | None = None) -> dict[str, Any]:
             conn,
             setup.client(),
             setup.rules,
-            setup.limiter(),
             now=setup.when,
             deadline=time.monotonic() + SEND_BUDGET_SECONDS,
         )
