@@ -9,8 +9,7 @@
    - 2xx: sent, with Spark's report id and time;
    - 4xx: rejected with Spark's message (fixable; `reports send --event` sends it again);
    - 429, 5xx, an unusable token, no connection, no rate slot within the client's wait cap:
-     retrying, after a full-jitter backoff that
-     is never shorter than Retry-After;
+     retrying, after a full-jitter backoff that is never shorter than Retry-After;
    - no answer (connection dropped or timed out after the request went out): retrying, and
      the attempt is ambiguous (see the policy in `worker.reports`).
    If the worker dies before this step, the lease runs out and the sweep takes the report
