@@ -206,6 +206,8 @@ class Settings:
     consumption_api_tokens: tuple[str, ...] = field(default=(), repr=False)
     # The EnergyUsage field the points travel in: "points" or the deprecated "curvePoints".
     report_points_field: ReportPointsField = "points"
+    # The latest an LPC event's acknowledgement is sent, counted from the event's arrival.
+    lpc_ack_within: timedelta = timedelta(minutes=5)
     # How long after the end of an event's month (SPARK_TIMEZONE) a report is still sent.
     report_grace: timedelta = timedelta(hours=24)
     # How long after an event's last period readings may still arrive before it is reported.
@@ -380,6 +382,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             if part.strip()
         ),
         report_points_field=points_field,
+        lpc_ack_within=env.duration("SPARK_LPC_ACK_WITHIN", timedelta(minutes=5)),
         report_grace=env.duration("SPARK_REPORT_GRACE", timedelta(hours=24)),
         report_settle=env.duration("SPARK_REPORT_SETTLE", timedelta(hours=2)),
         report_max_wait=env.duration("SPARK_REPORT_MAX_WAIT", timedelta(hours=24)),

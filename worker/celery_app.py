@@ -142,6 +142,7 @@ TASK_MODULES = [
     "worker.consumption.tasks",
     "worker.reports.tasks",
     "worker.webhooks.tasks",
+    "worker.lpc.tasks",
 ]
 
 

@@ -80,6 +80,14 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             "schedule": crontab(minute=0),
             "options": {"queue": SPARK_QUEUE, "expires": 3600},
         },
+        # LPC acknowledgements: each is sent at once by a follow-up of its event; this takes
+        # back any a lost task or a dead sender left, and alerts those not accepted within
+        # 15 minutes. Returns at once when nothing is due.
+        "sweep-lpc-acks": {
+            "task": "lpc.sweep_acks",
+            "schedule": schedule(60),
+            "options": {"queue": SPARK_QUEUE, "expires": 60},
+        },
         # Spark's compensation feedback for users with reports this month, once a day.
         "fetch-compensation": {
             "task": "reports.fetch_compensation",

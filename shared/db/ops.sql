@@ -69,10 +69,11 @@ WHERE month = date_trunc('month', %(now)s AT TIME ZONE %(tz)s)::date
   AND problems <> '[]'::jsonb;
 
 -- name: ops_lpc_unacknowledged
--- Resource and location LPC events of the last week that Spark has no acknowledgement of.
--- Nothing sends LPC acknowledgements yet (issue 14), so every such event counts; a
--- reservation is not acted on and does not.
-SELECT count(*) AS n, min(received_at) AS oldest
-FROM lpc_events
-WHERE kind IN ('resource', 'location')
-  AND received_at > %(now)s::timestamptz - interval '7 days';
+-- Resource and location LPC events of the last week whose acknowledgement Spark has not
+-- accepted (lpc_acks.status is not 'sent'); a reservation is not acted on and does not count.
+SELECT count(*) AS n, min(l.received_at) AS oldest
+FROM lpc_events AS l
+LEFT JOIN lpc_acks AS a USING (event_id)
+WHERE l.kind IN ('resource', 'location')
+  AND l.received_at > %(now)s::timestamptz - interval '7 days'
+  AND a.status IS DISTINCT FROM 'sent';

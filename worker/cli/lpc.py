@@ -29,6 +29,9 @@ def _event_item(row: Any) -> dict[str, Any]:
         "targets": row["target_count"],
         # A reservation is stored and shown, never acted on.
         "actedOn": row["kind"] != "reservation",
+        # The acknowledgement's status in lpc_acks (sent: Spark accepted it); none for a
+        # reservation.
+        "acknowledgement": row["ack_status"],
     }
 
 
@@ -49,6 +52,7 @@ def lpc_list(limit: int, as_json: bool) -> None:
             f"{item['eventId']}  {item['kind']:<11} targets={item['targets']} "
             f"{jsonable(item['firstPeriodStart'])} .. {jsonable(item['lastPeriodEnd'])}"
             f"{'' if item['actedOn'] else '  (stored only, not acted on)'}"
+            f"{'  ack=' + item['acknowledgement'] if item['acknowledgement'] else ''}"
         )
 
 
@@ -77,7 +81,41 @@ def lpc_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
         }
         for target in fetch_all(conn, "list_lpc_targets", {"event_id": event_id})
     ]
-    return {**_event_item(row), "targetList": targets}
+    return {**_event_item(row), "targetList": targets, "ack": _ack_detail(conn, event_id)}
+
+
+def _ack_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
+    ack = fetch_one(conn, "get_lpc_ack", {"event_id": event_id})
+    if ack is None:
+        return None
+    return {
+        "status": ack["status"],
+        "dueBy": ack["due_by"],
+        "nextAttemptAt": ack["next_attempt_at"],
+        "acknowledged": ack["acknowledged"],
+        "declined": ack["declined"],
+        "attempts": ack["attempts"],
+        "ambiguousAttempts": ack["ambiguous_attempts"],
+        "lastError": ack["last_error"],
+        "sparkReportId": ack["spark_report_id"],
+        "sentAt": ack["sent_at"],
+        "rejectedStatus": ack["rejected_status"],
+        "rejection": ack["rejection"],
+        "alertedAt": ack["alerted_at"],
+        "body": ack["body"],
+        "attemptList": [
+            {
+                "attempt": a["attempt"],
+                "startedAt": a["started_at"],
+                "finishedAt": a["finished_at"],
+                "outcome": a["outcome"],
+                "httpStatus": a["http_status"],
+                "error": a["error"],
+                "sparkReportId": a["spark_report_id"],
+            }
+            for a in fetch_all(conn, "list_lpc_ack_attempts", {"event_id": event_id})
+        ],
+    }
 
 
 @lpc.command("show")
@@ -96,6 +134,24 @@ def lpc_show(event_id: str, as_json: bool) -> None:
     click.echo(f"{detail['eventId']}  {detail['notificationType']}  received {received}")
     if not detail["actedOn"]:
         click.echo("  stored only: Spark documents no meaning for LPCReservationCreated")
+    ack = detail["ack"]
+    if ack is not None:
+        click.echo(
+            f"  acknowledgement: {ack['status']}  due by {jsonable(ack['dueBy'])}  "
+            f"acknowledged={ack['acknowledged'] if ack['acknowledged'] is not None else '-'} "
+            f"declined={ack['declined'] if ack['declined'] is not None else '-'}  "
+            f"attempts={ack['attempts']} (ambiguous {ack['ambiguousAttempts']})"
+            + (f"  Spark report {ack['sparkReportId']}" if ack["sparkReportId"] else "")
+        )
+        for attempt in ack["attemptList"]:
+            click.echo(
+                f"    attempt {attempt['attempt']} {jsonable(attempt['startedAt'])}  "
+                f"{attempt['outcome'] or 'in flight'}"
+                + (f" HTTP {attempt['httpStatus']}" if attempt["httpStatus"] else "")
+                + (f": {attempt['error']}" if attempt["error"] else "")
+            )
+        if ack["rejection"]:
+            click.echo(f"    rejected: {ack['rejection'][:500]}")
     for target in detail["targetList"]:
         name = "/".join(
             part

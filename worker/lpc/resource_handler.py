@@ -5,11 +5,10 @@ from __future__ import annotations
 from shared.config import Settings
 from shared.db import Connection
 from worker.events.handling import FollowUp, StoredEvent
-from worker.lpc.handling import store_lpc_event
+from worker.lpc.handling import handle_acted_on
 
 
 def handle_resource_lpc_requested(
     conn: Connection, event: StoredEvent, settings: Settings
 ) -> list[FollowUp]:
-    store_lpc_event(conn, event, "resource")
-    return []
+    return handle_acted_on(conn, event, settings, "resource")

@@ -401,8 +401,7 @@ def _lpc_line(snapshot: Snapshot) -> Line:
         level = ACT if age is not None and age >= LPC_ACK_ACT_AFTER else WARN
         summary = (
             f"{count} resource/location event(s) of the last 7 days, oldest received "
-            f"{_ago(age)}; LPC acknowledgements are not sent automatically yet: "
-            "see spark-partner lpc list"
+            f"{_ago(age)}, not yet accepted by Spark: see spark-partner lpc show EVENT_ID"
         )
     return Line(
         "LPC events unacknowledged",

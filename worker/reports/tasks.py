@@ -44,7 +44,8 @@ SEND_BUDGET_SECONDS = 200
 _clients: dict[str, SparkClient] = {}
 
 
-def _client(settings: Settings) -> SparkClient:
+def spark_client(settings: Settings) -> SparkClient:
+    """The process's Spark client for reports (LPC acknowledgements use it too)."""
     key = settings.spark_api_url or ""
     client = _clients.get(key)
     if client is None:
@@ -64,7 +65,7 @@ class _Setup:
     def client(self) -> SparkClient:
         # Made only when a task is about to call Spark, so that the sweep runs first even when
         # the Spark settings are incomplete.
-        return _client(self.settings)
+        return spark_client(self.settings)
 
 
 def _setup(now: str | None) -> _Setup:

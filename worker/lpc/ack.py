@@ -1,0 +1,299 @@
+"""LPC acknowledgements: one report per resource or location event, in the outbox `lpc_acks`.
+
+Planned in the event's transaction (due at once; `due_by` = arrival + SPARK_LPC_ACK_WITHIN is
+the latest it may go), sent by a follow-up task after the commit and by the sweep for anything
+due that a lost task left behind. Sending reuses the reports sender (worker/reports/sender.py):
+its POST (one request, no client retries, the answer classified as accepted / rejected /
+failed / unknown), its backoff and its shared rate limit. The body is built at the first
+attempt and kept, so a retry after a lost answer is the same report under the same
+Idempotency-Key.
+
+Until the control system answers caps (issue 14, point 2), our registry decides: a target it
+knows is acknowledged, one it does not know is declined.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared import logging as logs
+from shared.db import Connection, execute, fetch_all, fetch_one
+from shared.spark_api import SparkClient
+from worker.reports.sender import LEASE, Answer, RateLimiter, backoff, post
+
+log = logging.getLogger(__name__)
+
+# An acknowledgement not accepted this long after its event arrived is alerted, once.
+ALERT_AFTER = timedelta(minutes=15)
+
+PAYLOAD_TYPES = {
+    "resource": ("ResourceLPCAcknowledgement", ("meterPointId", "locationId", "resourceId")),
+    "location": ("LocationLPCAcknowledgement", ("locationId", "meterPointId")),
+}
+
+
+def plan_ack(conn: Connection, event_id: str, *, received_at: datetime, within: timedelta) -> None:
+    """In the event's transaction: the event's acknowledgement, due now."""
+    execute(
+        conn,
+        "insert_lpc_ack",
+        {"event_id": event_id, "due_by": received_at + within, "now": received_at},
+    )
+
+
+@dataclass(frozen=True)
+class AckResult:
+    event_id: str
+    attempt: int
+    # sent | rejected | retrying | lost (the row moved on while this attempt ran)
+    status: str
+    retry_at: datetime | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "eventId": self.event_id,
+            "attempt": self.attempt,
+            "status": self.status,
+            "retryAt": None if self.retry_at is None else self.retry_at.isoformat(),
+            "error": self.error,
+        }
+
+
+def build_body(conn: Connection, event_id: str) -> tuple[str, int, int]:
+    """The acknowledgement's body, and how many targets it acknowledges and declines."""
+    kind_row = fetch_one(conn, "lpc_ack_event_kind", {"event_id": event_id})
+    if kind_row is None:
+        raise RuntimeError(f"no LPC event {event_id} for its acknowledgement")
+    payload_type, fields = PAYLOAD_TYPES[kind_row["kind"]]
+    acknowledged: list[dict[str, str]] = []
+    declined: list[dict[str, str]] = []
+    for target in fetch_all(conn, "list_lpc_targets", {"event_id": event_id}):
+        values = {
+            "meterPointId": target["meter_point_id"],
+            "locationId": target["location_id"],
+            "resourceId": target["resource_id"],
+        }
+        item = {name: values[name] for name in fields}
+        (acknowledged if target["known"] else declined).append(item)
+    body = {
+        "eventId": event_id,
+        "payloads": [
+            {
+                "payloadType": payload_type,
+                "acknowledgedTargets": acknowledged,
+                "declinedTargets": declined,
+            }
+        ],
+    }
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return text, len(acknowledged), len(declined)
+
+
+def send_one(
+    conn: Connection,
+    client: SparkClient,
+    limiter: RateLimiter,
+    *,
+    now: datetime,
+    event_id: str | None = None,
+) -> AckResult | None:
+    """Claim, build if needed, send and record one acknowledgement (the given event's, or the
+    next due); None when nothing is due."""
+    with conn.transaction():
+        claimed = fetch_one(
+            conn,
+            "claim_lpc_ack",
+            {"now": now, "event_id": event_id, "lease_until": now + LEASE},
+        )
+        if claimed is None:
+            return None
+        claimed_event: str = claimed["event_id"]
+        attempt = int(claimed["attempts"])
+        if not claimed["built"]:
+            body, acknowledged, declined = build_body(conn, claimed_event)
+            execute(
+                conn,
+                "build_lpc_ack",
+                {
+                    "event_id": claimed_event,
+                    "body": body,
+                    "now": now,
+                    "idempotency_key": f"lpc-ack/{claimed_event}",
+                    "acknowledged": acknowledged,
+                    "declined": declined,
+                },
+            )
+        execute(
+            conn,
+            "start_lpc_ack_attempt",
+            {"event_id": claimed_event, "attempt": attempt, "now": now},
+        )
+        row = fetch_one(conn, "lpc_ack_to_send", {"event_id": claimed_event})
+    if row is None:
+        raise RuntimeError(f"acknowledgement of {claimed_event} vanished after its claim")
+    with logs.bound(event_id=claimed_event):
+        limiter.wait(conn)
+        answer = post(client, row["body"], row["idempotency_key"])
+        return _record(conn, claimed_event, attempt, answer, now=now)
+
+
+def _record(
+    conn: Connection, event_id: str, attempt: int, answer: Answer, *, now: datetime
+) -> AckResult:
+    params: dict[str, Any] = {"event_id": event_id, "attempt": attempt, "now": now}
+    retry_at: datetime | None = None
+    with conn.transaction():
+        execute(
+            conn,
+            "finish_lpc_ack_attempt",
+            {
+                **params,
+                "outcome": answer.outcome,
+                "http_status": answer.http_status,
+                "error": answer.error,
+                "response": answer.response,
+                "spark_report_id": answer.spark_report_id,
+            },
+        )
+        if answer.outcome == "accepted":
+            status = "sent"
+            updated = fetch_one(
+                conn,
+                "record_lpc_ack_accepted",
+                {
+                    **params,
+                    "spark_report_id": answer.spark_report_id,
+                    "spark_created_at": answer.spark_created_at,
+                },
+            )
+        elif answer.outcome == "rejected":
+            status = "rejected"
+            updated = fetch_one(
+                conn,
+                "record_lpc_ack_rejected",
+                {
+                    **params,
+                    "http_status": answer.http_status,
+                    "message": answer.response,
+                    "error": answer.error,
+                },
+            )
+        else:
+            status = "retrying"
+            retry_at = now + timedelta(seconds=backoff(attempt, answer.retry_after))
+            updated = fetch_one(
+                conn,
+                "record_lpc_ack_retry",
+                {
+                    **params,
+                    "next_attempt_at": retry_at,
+                    "error": answer.error,
+                    "ambiguous": answer.outcome == "unknown",
+                },
+            )
+    if updated is None:
+        log.warning(
+            "LPC acknowledgement of %s: attempt %s ended %s after it had moved on",
+            event_id,
+            attempt,
+            answer.outcome,
+        )
+        return AckResult(event_id, attempt, "lost", error=answer.error)
+    if status == "sent":
+        log.info("LPC event %s acknowledged: Spark report %s", event_id, answer.spark_report_id)
+    elif status == "rejected":
+        logs.alert(
+            log,
+            "lpc_ack_rejected",
+            "LPC acknowledgement REJECTED: event %s refused by Spark (%s): %s",
+            event_id,
+            answer.http_status,
+            (answer.response or answer.error or "")[:500],
+        )
+    else:
+        log.warning(
+            "LPC acknowledgement of %s attempt %s %s: %s; next attempt at %s",
+            event_id,
+            attempt,
+            answer.outcome,
+            answer.error,
+            retry_at.isoformat() if retry_at else "-",
+        )
+    return AckResult(event_id, attempt, status, retry_at=retry_at, error=answer.error)
+
+
+def send_due(
+    conn: Connection,
+    client: SparkClient,
+    limiter: RateLimiter,
+    *,
+    now: datetime,
+    event_id: str | None = None,
+    deadline: float | None = None,
+) -> list[AckResult]:
+    """Send due acknowledgements (all, or the given event's) until none is left, or until
+    the monotonic `deadline`."""
+    results: list[AckResult] = []
+    while deadline is None or time.monotonic() < deadline:
+        result = send_one(conn, client, limiter, now=now, event_id=event_id)
+        if result is None:
+            break
+        results.append(result)
+        if event_id is not None:
+            break
+    return results
+
+
+@dataclass
+class AckSweep:
+    leases_expired: int = 0
+    alerted: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"leasesExpired": self.leases_expired, "alerted": self.alerted}
+
+
+def sweep(conn: Connection, *, now: datetime) -> AckSweep:
+    """Take back acknowledgements whose sender died, and alert, once each, those not
+    accepted ALERT_AFTER after their event arrived."""
+    result = AckSweep()
+    with conn.transaction():
+        expired = fetch_all(conn, "expire_lpc_ack_leases", {"now": now})
+    for row in expired:
+        log.warning(
+            "LPC acknowledgement of %s: attempt %s was cut off mid-send; it is ambiguous and "
+            "will be sent again",
+            row["event_id"],
+            row["attempts"],
+        )
+    result.leases_expired = len(expired)
+    with conn.transaction():
+        alerts = fetch_all(conn, "claim_lpc_ack_alerts", {"now": now, "alert_after": ALERT_AFTER})
+    for row in alerts:
+        logs.alert(
+            log,
+            "lpc_ack_late",
+            "LPC acknowledgement LATE: event %s received %s is not accepted by Spark after %s "
+            "(%s, %s attempt(s); last error: %s); see spark-partner lpc show %s",
+            row["event_id"],
+            row["received_at"].isoformat(),
+            ALERT_AFTER,
+            row["status"],
+            row["attempts"],
+            row["last_error"] or "none",
+            row["event_id"],
+        )
+        result.alerted.append(row["event_id"])
+    return result
+
+
+def next_attempt_at(conn: Connection) -> datetime | None:
+    with conn.transaction():
+        row = fetch_one(conn, "next_lpc_ack_attempt_at")
+    return None if row is None else row["next_attempt_at"]
