@@ -4,9 +4,9 @@ Planned in the event's transaction (due at once; `due_by` = arrival + SPARK_LPC_
 the latest it may go), sent by a follow-up task after the commit and by the sweep for anything
 due that a lost task left behind. Sending reuses the reports sender (worker/reports/sender.py):
 its POST (one request, no client retries, the answer classified as accepted / rejected /
-failed / unknown), its backoff and its shared rate limit. The body is built at the first
-attempt and kept, so a retry after a lost answer is the same report under the same
-Idempotency-Key.
+failed / unknown) and its backoff; the Spark client paces the call (SPARK_RATE_LIMIT). The
+body is built at the first attempt and kept, so a retry after a lost answer is the same
+report under the same Idempotency-Key.
 
 Until the control system answers caps (issue 14, point 2), our registry decides: a target it
 knows is acknowledged, one it does not know is declined.
@@ -24,7 +24,7 @@ from typing import Any
 from shared import logging as logs
 from shared.db import Connection, execute, fetch_all, fetch_one
 from shared.spark_api import SparkClient
-from worker.reports.sender import LEASE, Answer, RateLimiter, backoff, post
+from worker.reports.sender import LEASE, Answer, backoff, post
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,6 @@ def build_body(conn: Connection, event_id: str) -> tuple[str, int, int]:
 def send_one(
     conn: Connection,
     client: SparkClient,
-    limiter: RateLimiter,
     *,
     now: datetime,
     event_id: str | None = None,
@@ -138,7 +137,6 @@ def send_one(
     if row is None:
         raise RuntimeError(f"acknowledgement of {claimed_event} vanished after its claim")
     with logs.bound(event_id=claimed_event):
-        limiter.wait(conn)
         answer = post(client, row["body"], row["idempotency_key"])
         return _record(conn, claimed_event, attempt, answer, now=now)
 
@@ -231,7 +229,6 @@ def _record(
 def send_due(
     conn: Connection,
     client: SparkClient,
-    limiter: RateLimiter,
     *,
     now: datetime,
     event_id: str | None = None,
@@ -241,7 +238,7 @@ def send_due(
     the monotonic `deadline`."""
     results: list[AckResult] = []
     while deadline is None or time.monotonic() < deadline:
-        result = send_one(conn, client, limiter, now=now, event_id=event_id)
+        result = send_one(conn, client, now=now, event_id=event_id)
         if result is None:
             break
         results.append(result)

@@ -21,8 +21,7 @@ from shared.queues import SPARK_QUEUE
 from shared.timeutil import isoformat_utc, parse_spark_datetime, utcnow
 from worker.celery_app import RELIABLE_TASK_OPTIONS, current_settings
 from worker.lpc import ack
-from worker.reports.ledger import ReportRules
-from worker.reports.sender import BACKOFF_MAX_SECONDS, RateLimiter
+from worker.reports.sender import BACKOFF_MAX_SECONDS
 from worker.reports.tasks import spark_client
 
 log = logging.getLogger(__name__)
@@ -68,9 +67,8 @@ def send_ack(*, event_id: str, now: str | None = None) -> dict[str, Any]:
     if not settings.spark_configured:
         log.info("LPC acknowledgement of %s not sent: no Spark API configured", event_id)
         return {"sent": []}
-    limiter = RateLimiter(ReportRules.from_settings(settings).rate_limit)
     with connection(settings.database_url) as conn:
-        results = ack.send_due(conn, spark_client(settings), limiter, now=when, event_id=event_id)
+        results = ack.send_due(conn, spark_client(settings), now=when, event_id=event_id)
     follow_ups = _follow_up(results, now=when, explicit_now=now is not None)
     return {"sent": [result.to_json() for result in results], "followUps": follow_ups}
 
@@ -92,11 +90,9 @@ def sweep_acks(*, now: str | None = None) -> dict[str, Any]:
         more = ack.next_attempt_at(conn)
         if more is None or more > when:
             return {"sweep": swept.to_json(), "sent": []}
-        limiter = RateLimiter(ReportRules.from_settings(settings).rate_limit)
         results = ack.send_due(
             conn,
             spark_client(settings),
-            limiter,
             now=when,
             deadline=time.monotonic() + SEND_BUDGET_SECONDS,
         )
