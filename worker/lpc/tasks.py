@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from typing import Any
 
 from celery import shared_task
 
 from shared.db import connection
 from shared.queues import SPARK_QUEUE
-from shared.timeutil import isoformat_utc, parse_spark_datetime, utcnow
+from shared.timeutil import parse_spark_datetime, utcnow
 from worker.celery_app import RELIABLE_TASK_OPTIONS, current_settings
 from worker.lpc import ack
-from worker.reports.sender import BACKOFF_MAX_SECONDS
-from worker.reports.tasks import spark_client
+from worker.reports.tasks import queue_retries, spark_client
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +31,8 @@ TIME_LIMIT = 120
 SEND_BUDGET_SECONDS = 60
 
 
-def _follow_up(results: list[ack.AckResult], *, now: datetime, explicit_now: bool) -> int:
-    """Queue the retry of each attempt that failed, for when its backoff ends."""
-    queued = 0
-    for result in results:
-        if result.status != "retrying" or result.retry_at is None:
-            continue
-        delay = max((result.retry_at - now).total_seconds(), 0.0)
-        if delay > BACKOFF_MAX_SECONDS:
-            continue  # the sweep picks it up
-        send_ack.apply_async(
-            kwargs={
-                "event_id": result.event_id,
-                "now": isoformat_utc(result.retry_at) if explicit_now else None,
-            },
-            countdown=delay,
-            queue=SPARK_QUEUE,
-        )
-        queued += 1
-    return queued
+def _ack_key(result: ack.AckResult) -> dict[str, Any]:
+    return {"event_id": result.event_id}
 
 
 @shared_task(
@@ -69,7 +50,9 @@ def send_ack(*, event_id: str, now: str | None = None) -> dict[str, Any]:
         return {"sent": []}
     with connection(settings.database_url) as conn:
         results = ack.send_due(conn, spark_client(settings), now=when, event_id=event_id)
-    follow_ups = _follow_up(results, now=when, explicit_now=now is not None)
+    follow_ups = queue_retries(
+        send_ack, results, _ack_key, now=when, explicit_now=now is not None
+    )
     return {"sent": [result.to_json() for result in results], "followUps": follow_ups}
 
 
@@ -96,7 +79,9 @@ def sweep_acks(*, now: str | None = None) -> dict[str, Any]:
             now=when,
             deadline=time.monotonic() + SEND_BUDGET_SECONDS,
         )
-    follow_ups = _follow_up(results, now=when, explicit_now=now is not None)
+    follow_ups = queue_retries(
+        send_ack, results, _ack_key, now=when, explicit_now=now is not None
+    )
     return {
         "sweep": swept.to_json(),
         "sent": [result.to_json() for result in results],

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from celery import shared_task
 
@@ -77,20 +78,39 @@ def _setup(now: str | None) -> _Setup:
     )
 
 
-def _follow_up(results: list[SendResult], *, now: datetime, explicit_now: bool) -> int:
-    """Queue the retry of each attempt that failed, for when its backoff ends."""
+class Retrying(Protocol):
+    """What queue_retries reads of a send's result (a report's, or an LPC acknowledgement's)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def retry_at(self) -> datetime | None: ...
+
+
+R = TypeVar("R", bound=Retrying)
+
+
+def queue_retries(
+    task: Any,
+    results: Sequence[R],
+    key: Callable[[R], dict[str, Any]],
+    *,
+    now: datetime,
+    explicit_now: bool,
+) -> int:
+    """Queue `task` again for each attempt that failed, for when its backoff ends."""
     queued = 0
     for result in results:
         if result.status != "retrying" or result.retry_at is None:
             continue
         delay = max((result.retry_at - now).total_seconds(), 0.0)
         if delay > sender.BACKOFF_MAX_SECONDS:
-            # The hourly sweep picks it up; a countdown this long would outlive the
-            # broker's visibility timeout.
+            # The sweep picks it up; a countdown this long would outlive the broker's
+            # visibility timeout.
             continue
-        send_report.apply_async(
+        task.apply_async(
             kwargs={
-                "report_id": result.report_id,
+                **key(result),
                 "now": isoformat_utc(result.retry_at) if explicit_now else None,
             },
             countdown=delay,
@@ -98,6 +118,10 @@ def _follow_up(results: list[SendResult], *, now: datetime, explicit_now: bool) 
         )
         queued += 1
     return queued
+
+
+def _report_key(result: SendResult) -> dict[str, Any]:
+    return {"report_id": result.report_id}
 
 
 @shared_task(
@@ -119,7 +143,9 @@ def sweep_reports(*, now: str | None = None) -> dict[str, Any]:
         results = sender.send_due(conn, setup.client(), setup.rules, now=when, deadline=budget_ends)
         corrected = corrections.correct(conn, setup.client(), setup.rules, now=when)
         more_due = ledger.next_attempt_at(conn)
-    follow_ups = _follow_up(results, now=when, explicit_now=now is not None)
+    follow_ups = queue_retries(
+        send_report, results, _report_key, now=when, explicit_now=now is not None
+    )
     if time.monotonic() >= budget_ends and more_due is not None and more_due <= when:
         # Stopped by its budget with reports still due: go on now.
         sweep_reports.apply_async(kwargs={"now": now}, queue=SPARK_QUEUE)
@@ -146,7 +172,9 @@ def send_report(*, report_id: int, now: str | None = None) -> dict[str, Any]:
         return {"sent": []}
     with connection(setup.settings.database_url) as conn:
         results = sender.send_due(conn, setup.client(), setup.rules, now=when, report_id=report_id)
-    follow_ups = _follow_up(results, now=when, explicit_now=now is not None)
+    follow_ups = queue_retries(
+        send_report, results, _report_key, now=when, explicit_now=now is not None
+    )
     return {"sent": [result.to_json() for result in results], "followUps": follow_ups}
 
 
