@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Touched after a successful install, so pip runs again only when pyproject.toml changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install
+.PHONY: run test test-faults install
 
 run: $(STAMP)
 	$(BIN)/python -m devstack.runstack run
@@ -15,7 +15,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -m 'not faults'
+
+# The long fault and scale scenarios (tests/faults/, tests marked `faults`) and the property
+# tests at full strength. CI runs both targets.
+test-faults: $(STAMP)
+	$(BIN)/pytest -m faults
+	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -m hypothesis
 
 install: $(STAMP)
 

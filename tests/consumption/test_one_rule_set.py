@@ -163,7 +163,6 @@ def stored(conn: Connection) -> list[tuple[Any, ...]]:
 
 
 @settings(
-    max_examples=100,
     deadline=None,
     # One database for every example: each way empties it before its batches.
     suppress_health_check=[HealthCheck.function_scoped_fixture],

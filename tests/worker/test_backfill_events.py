@@ -80,6 +80,7 @@ def test_it_recovers_events_spark_gave_up_delivering(
     assert len(stored(database_url)) == 4
 
 
+@pytest.mark.faults
 def test_it_pages_past_known_events_until_a_page_is_all_known(
     sandbox: SandboxHandle,
     database_url: str,
