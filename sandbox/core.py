@@ -213,21 +213,23 @@ class Sandbox:
     def accept_report(self, body: Any, raw_body: str) -> Report:
         """Check a PostReportRequest and keep it; ReportRejected says why it is not taken."""
         now = self.clock.now()
-        event_id, usages = check_report(
+        checked = check_report(
             body,
             find_event=self.state.get_event,
             now=now,
             timezone=self.timezone,
             grace_seconds=self.config.report_grace_seconds,
         )
-        check_targets_known(usages, self.directory)
+        check_targets_known(checked.usages, self.directory)
         report = Report(
             report_id=self.new_id(),
-            event_id=event_id,
+            event_id=checked.event.event_id,
             received_at=now,
             body=body,
             raw_body=raw_body,
-            usages=tuple(usages),
+            usages=tuple(checked.usages),
+            kind=checked.kind,
+            event_created_at=checked.event.created_at,
         )
         self.reports.add(report)
         return report

@@ -17,20 +17,12 @@ from typing import Any
 
 from sandbox.clock import parse_timestamp, spark_timestamp
 from sandbox.parsing import not_number
+from sandbox.report_parts import format_time_span
 from sandbox.state import JSONObject
 
 DEFAULT_RESOLUTION = timedelta(hours=2)
 RESOURCE_IDS = ("locationId", "resourceId", "meterPointId")
 LOCATION_IDS = ("locationId", "meterPointId")
-
-
-def _time_span(span: timedelta) -> str:
-    total = int(span.total_seconds())
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
-    return f"{days}.{text}" if days else text
 
 
 def parse_lpc_request(body: Any, *, kind: str) -> list[tuple[JSONObject, list[JSONObject] | None]]:
@@ -84,7 +76,7 @@ def lpc_payload(
     flat = []
     for ids, given in targets:
         points = given if given is not None else _random_points(now, rng)
-        flat.append({**ids, "resolution": _time_span(_resolution(points)), "points": points})
+        flat.append({**ids, "resolution": format_time_span(_resolution(points)), "points": points})
     payload_type = "ResourceLPC" if kind == "resources" else "LocationLPC"
     return {"targets": flat, "payloadType": payload_type}
 

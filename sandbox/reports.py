@@ -23,7 +23,8 @@ Spark, not documented Spark behaviour: Spark's compensation feedback has a probl
 mismatched meter (`CompensationMpidDoesNotMatchLocation`), which suggests it may accept such
 a payload and block its compensation instead.
 
-An acknowledgement of an LPC event is checked by `sandbox.lpc_reports` instead.
+A report on an LPC event (its acknowledgement, or its `EnergyUsage` / `LocationEnergyUsage`
+energy report) is checked by `sandbox.lpc_reports` instead.
 
 Anything else is a 400 with a message saying what is wrong. A second report for the same
 event is accepted and kept beside the first (both are listed and counted); compensation uses
@@ -32,30 +33,30 @@ the latest one per event, resource and location.
 
 from __future__ import annotations
 
-import math
-import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from datetime import time as wall_time
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sandbox.clock import parse_timestamp, spark_timestamp
 from sandbox.directory import UserDirectory
-from sandbox.lpc_reports import LPC_PAYLOAD_TYPES, AcknowledgementRejected, check_acknowledgement
+from sandbox.lpc_reports import ENERGY, LPC_PAYLOAD_TYPES, check_lpc_report
+from sandbox.report_parts import (
+    ReportRejected,
+    UsagePoint,
+    check_in_time,
+    check_resolution,
+    energy_points,
+    parse_time_span,
+)
 from sandbox.state import Event, JSONObject
 
+__all__ = ["ReportRejected", "UsagePoint"]
+
 ENERGY_USAGE = "EnergyUsage"
-TIME_SPAN_PARTS = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d{1,7})?)$")
-
-
-class ReportRejected(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 # What a report is checked against
@@ -97,34 +98,7 @@ class PriceCurveEvent:
         return delta / 1000 if self.energy_unit == "MWh" else delta
 
 
-def month_end(month: date, timezone: ZoneInfo) -> datetime:
-    """The first instant of the local month after `month` (its first day)."""
-    following = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
-    return datetime.combine(following, wall_time(0), tzinfo=timezone)
-
-
-def report_deadline(month: date, timezone: ZoneInfo, grace_seconds: float) -> datetime:
-    return month_end(month, timezone) + timedelta(seconds=grace_seconds)
-
-
-def parse_time_span(text: str) -> timedelta:
-    """A .NET TimeSpan string ([d.]hh:mm:ss[.fffffff]); ValueError when it is not one."""
-    found = TIME_SPAN_PARTS.match(text)
-    if found is None:
-        raise ValueError(f"not a time span: {text!r}")
-    days, hours, minutes, seconds = found.groups()
-    return timedelta(
-        days=int(days or 0), hours=int(hours), minutes=int(minutes), seconds=float(seconds)
-    )
-
-
 # Accepted reports
-
-
-@dataclass(frozen=True)
-class UsagePoint:
-    at: datetime
-    kilowatt_hours: float
 
 
 @dataclass(frozen=True)
@@ -146,8 +120,16 @@ class Report:
     body: Any
     raw_body: str
     usages: tuple[EnergyUsage, ...]
+    # ACKNOWLEDGEMENT or ENERGY, and when (sandbox clock) the event was made, so the control
+    # surface can say how long after the event a report came.
+    kind: str
+    event_created_at: datetime
     # Stored, but the sandbox's lost-answer fault kept the answer from the client.
     answer_lost: bool = False
+
+    @property
+    def seconds_after_event(self) -> float:
+        return (self.received_at - self.event_created_at).total_seconds()
 
     def to_api(self) -> JSONObject:
         """GetReportResponse."""
@@ -160,6 +142,9 @@ class Report:
     def to_control(self) -> JSONObject:
         return {
             **self.to_api(),
+            "kind": self.kind,
+            "eventCreatedAt": spark_timestamp(self.event_created_at),
+            "secondsAfterEvent": self.seconds_after_event,
             "answerLost": self.answer_lost,
             "body": self.body,
             "rawBody": self.raw_body,
@@ -209,6 +194,15 @@ class ReportBook:
 # Checking a report
 
 
+@dataclass(frozen=True)
+class CheckedReport:
+    event: Event
+    kind: str
+    # The EnergyUsage payloads of a price-curve report (what compensation counts); none for
+    # a report on an LPC event.
+    usages: list[EnergyUsage]
+
+
 def check_report(
     body: Any,
     *,
@@ -216,9 +210,9 @@ def check_report(
     now: datetime,
     timezone: ZoneInfo,
     grace_seconds: float,
-) -> tuple[str, list[EnergyUsage]]:
-    """The event id and the usages of an acceptable PostReportRequest; ReportRejected says
-    why a report is not acceptable."""
+) -> CheckedReport:
+    """What an acceptable PostReportRequest answers; ReportRejected says why a report is not
+    acceptable."""
     if not isinstance(body, dict):
         raise ReportRejected("The request body must be a JSON object.")
     event_id = body.get("eventId")
@@ -231,27 +225,20 @@ def check_report(
     if stored is None:
         raise ReportRejected(f"Event {event_id} was not found.")
     if stored.payload_type in LPC_PAYLOAD_TYPES:
-        try:
-            check_acknowledgement(stored, payloads)
-        except AcknowledgementRejected as exc:
-            raise ReportRejected(str(exc)) from None
-        return event_id, []
+        kind = check_lpc_report(
+            stored, payloads, now=now, timezone=timezone, grace_seconds=grace_seconds
+        )
+        return CheckedReport(stored, kind, [])
     if stored.payload_type != "PriceCurve":
         raise ReportRejected(
             f"Event {event_id} is a {stored.payload_type} event; "
             "EnergyUsage reports answer PriceCurve events."
         )
     event = PriceCurveEvent.of(stored, timezone)
-    deadline = report_deadline(event.month, timezone, grace_seconds)
-    if now >= deadline:
-        raise ReportRejected(
-            f"Reports for event {event_id} were due by {spark_timestamp(deadline)} "
-            f"(the end of {event.month:%Y-%m} plus {grace_seconds:g} s of grace); "
-            f"this one came at {spark_timestamp(now)}."
-        )
+    check_in_time(event_id, event.month, now, timezone, grace_seconds)
     usages = [_check_payload(p, n, event) for n, p in enumerate(payloads)]
     _check_distinct((u.resource_id, u.location_id) for u in usages)
-    return event_id, usages
+    return CheckedReport(stored, ENERGY, usages)
 
 
 def check_targets_known(usages: list[EnergyUsage], directory: UserDirectory) -> None:
@@ -299,8 +286,14 @@ def _check_payload(payload: Any, index: int, event: PriceCurveEvent) -> EnergyUs
     if meter_point_id is not None and not isinstance(meter_point_id, str):
         raise ReportRejected(f"{where}.meterPointId must be a string.")
     location_id = _target_location(resource_id, location_id, event, where)
-    _check_resolution(payload.get("resolution"), event, where)
-    points = _usage_points(payload, event, where)
+    check_resolution(payload.get("resolution"), event.resolution, where)
+    points = energy_points(
+        payload,
+        event.deltas,
+        where,
+        outside=f"the points of event {event.event_id}",
+        allow_curve_points=True,
+    )
     return EnergyUsage(resource_id, location_id, meter_point_id, points)
 
 
@@ -327,64 +320,6 @@ def _target_location(
     return location_id
 
 
-def _check_resolution(resolution: Any, event: PriceCurveEvent, where: str) -> None:
-    if not isinstance(resolution, str):
-        raise ReportRejected(f"{where}.resolution is required, e.g. 01:00:00.")
-    try:
-        given = parse_time_span(resolution)
-    except ValueError:
-        raise ReportRejected(f"{where}.resolution must be a time span like 01:00:00.") from None
-    if event.resolution is not None and given != event.resolution:
-        raise ReportRejected(
-            f"{where}.resolution {resolution} does not match the event's resolution "
-            f"{_time_span(event.resolution)}."
-        )
-
-
-def _usage_points(
-    payload: JSONObject, event: PriceCurveEvent, where: str
-) -> tuple[UsagePoint, ...]:
-    points, old_points = payload.get("points"), payload.get("curvePoints")
-    if points is not None and old_points is not None:
-        raise ReportRejected(f"{where}: give points or the deprecated curvePoints, not both.")
-    name = "points" if old_points is None else "curvePoints"
-    raw = points if old_points is None else old_points
-    if raw is None:
-        raise ReportRejected(f"{where}.points is required.")
-    if not isinstance(raw, list):
-        raise ReportRejected(f"{where}.{name} must be an array.")
-    parsed = []
-    seen: set[datetime] = set()
-    for n, point in enumerate(raw):
-        at = f"{where}.{name}[{n}]"
-        if not isinstance(point, dict):
-            raise ReportRejected(f"{at} must be an object with timestamp and kiloWattHours.")
-        timestamp, energy = point.get("timestamp"), point.get("kiloWattHours")
-        if not isinstance(timestamp, str):
-            raise ReportRejected(f"{at}.timestamp is required.")
-        try:
-            when = parse_timestamp(timestamp)
-        except ValueError:
-            raise ReportRejected(
-                f"{at}.timestamp {timestamp!r} is not a timestamp with an offset."
-            ) from None
-        if not isinstance(energy, int | float) or isinstance(energy, bool):
-            raise ReportRejected(f"{at}.kiloWattHours must be a number.")
-        if not math.isfinite(energy):
-            raise ReportRejected(f"{at}.kiloWattHours must be a finite number.")
-        if energy < 0:
-            raise ReportRejected(f"{at}.kiloWattHours must be 0 or more, got {energy}.")
-        if when not in event.deltas:
-            raise ReportRejected(
-                f"{at}.timestamp {timestamp} is not one of the points of event {event.event_id}."
-            )
-        if when in seen:
-            raise ReportRejected(f"{at}.timestamp {timestamp} is reported twice.")
-        seen.add(when)
-        parsed.append(UsagePoint(when, float(energy)))
-    return tuple(parsed)
-
-
 def _check_distinct(targets: Iterable[tuple[str, str]]) -> None:
     seen: set[tuple[str, str]] = set()
     for resource_id, location_id in targets:
@@ -394,10 +329,3 @@ def _check_distinct(targets: Iterable[tuple[str, str]]) -> None:
                 "send one payload per target."
             )
         seen.add((resource_id, location_id))
-
-
-def _time_span(span: timedelta) -> str:
-    seconds = int(span.total_seconds())
-    days, seconds = divmod(seconds, 86400)
-    text = f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-    return f"{days}.{text}" if days else text
