@@ -34,9 +34,59 @@ WHERE c.first_period_start IS NOT NULL
   AND c.target_count > 0
   AND c.first_period_start >= (date_trunc('month', %(now)s AT TIME ZONE %(tz)s)
                                - interval '1 month') AT TIME ZONE %(tz)s
-  AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.event_id = c.event_id)
+  AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.event_id = c.event_id AND r.kind = 'energy')
 ORDER BY c.first_period_start, c.event_id
-ON CONFLICT (event_id, part) DO NOTHING
+ON CONFLICT (kind, event_id, part) DO NOTHING
+RETURNING id, event_id;
+
+-- name: plan_lpc_energy_reports
+-- One pending energy report for every resource or location LPC event with caps that has none
+-- yet; history is cut as in plan_reports. An LPC event names no price area, so its month is
+-- counted in the zone of the price area of the latest curve that targeted one of its
+-- resources (a location event's: a resource of our registry at one of its locations), and in
+-- SPARK_TIMEZONE when no curve did.
+INSERT INTO reports (
+    kind, event_id, month, zone, first_period_start, last_period_end, created_at, updated_at
+)
+SELECT 'lpc_energy', e.event_id, m.month, z.zone, e.first_period_start, e.last_period_end,
+       %(now)s, %(now)s
+FROM lpc_events e
+LEFT JOIN LATERAL (
+    SELECT c.price_area
+    FROM price_curve_targets pt
+    JOIN price_curves c ON c.event_id = pt.event_id
+    WHERE pt.resource_id IN (
+              SELECT t.resource_id
+              FROM lpc_targets t
+              WHERE t.event_id = e.event_id AND t.resource_id IS NOT NULL
+              UNION
+              SELECT res.resource_id
+              FROM lpc_targets t
+              JOIN resources res ON res.location_id = t.location_id
+              WHERE t.event_id = e.event_id AND t.resource_id IS NULL)
+    ORDER BY c.event_created_at DESC, c.event_id DESC
+    LIMIT 1
+) area ON true
+CROSS JOIN LATERAL (
+    SELECT coalesce(
+               (SELECT a.zone
+                FROM unnest(%(area_prefixes)s::text[], %(area_zones)s::text[]) AS a(prefix, zone)
+                WHERE starts_with(upper(area.price_area), a.prefix)
+                LIMIT 1),
+               %(tz)s::text) AS zone
+) z
+CROSS JOIN LATERAL (
+    SELECT date_trunc('month', e.first_period_start AT TIME ZONE z.zone)::date AS month
+) m
+WHERE e.kind IN ('resource', 'location')
+  AND e.first_period_start IS NOT NULL
+  AND e.target_count > 0
+  AND e.first_period_start >= (date_trunc('month', %(now)s AT TIME ZONE %(tz)s)
+                               - interval '1 month') AT TIME ZONE %(tz)s
+  AND NOT EXISTS (
+      SELECT 1 FROM reports r WHERE r.event_id = e.event_id AND r.kind = 'lpc_energy')
+ORDER BY e.first_period_start, e.event_id
+ON CONFLICT (kind, event_id, part) DO NOTHING
 RETURNING id, event_id;
 
 -- name: expire_report_leases
@@ -85,11 +135,18 @@ RETURNING id, event_id, part, parts, month, zone, attempts, last_error, rejectio
 -- with no readings are then left out). What is still pending %(final_margin)s before the aim
 -- of its month is due then, whatever the readings ('final'): the last day's events wait for a
 -- day-late meter until then, not longer.
+--
+-- A price curve's report is covered when each target's resource has readings to the end. An
+-- LPC event's (kind lpc_energy) when each target's readings do, as its build reads them
+-- (worker/reports/lpc_energy.py): a resource target's resource; a location target's own
+-- meter (readings under the location's id), or else every resource of our registry behind its
+-- meter point (none known: not covered, so it waits for %(max_wait)s).
 WITH candidates AS (
-    SELECT r.id, r.event_id, r.last_period_end,
+    SELECT r.id, r.kind, r.event_id, r.last_period_end,
            least(r.month_end, r.utc_month_end) + %(grace)s - %(final_margin)s::interval AS final_from
     FROM reports r
     WHERE r.status = 'pending' AND r.last_period_end <= %(now)s
+      AND r.kind IN ('energy', 'lpc_energy')
 ), ready AS (
     SELECT c.id,
            CASE WHEN covered.all_covered THEN 'complete'
@@ -97,13 +154,38 @@ WITH candidates AS (
                 ELSE 'final' END AS reason
     FROM candidates c
     CROSS JOIN LATERAL (
-        SELECT NOT EXISTS (
+        SELECT CASE c.kind
+            WHEN 'energy' THEN NOT EXISTS (
                    SELECT 1
                    FROM price_curve_targets t
                    LEFT JOIN consumption_coverage cv ON cv.resource_id = t.resource_id
                    WHERE t.event_id = c.event_id
                      AND (cv.data_until IS NULL OR cv.data_until < c.last_period_end))
-               AS all_covered
+            ELSE NOT EXISTS (
+                   SELECT 1
+                   FROM lpc_targets t
+                   LEFT JOIN consumption_coverage own
+                     ON own.resource_id = coalesce(t.resource_id, t.location_id)
+                   WHERE t.event_id = c.event_id
+                     AND NOT coalesce(own.data_until >= c.last_period_end, false)
+                     AND (t.resource_id IS NOT NULL
+                          OR NOT EXISTS (
+                                 SELECT 1 FROM resources res
+                                 LEFT JOIN locations loc ON loc.location_id = t.location_id
+                                 WHERE res.location_id = t.location_id
+                                   AND coalesce(res.meter_point_id, loc.meter_point_ids[1],
+                                                t.meter_point_id) = t.meter_point_id)
+                          OR EXISTS (
+                                 SELECT 1 FROM resources res
+                                 LEFT JOIN locations loc ON loc.location_id = t.location_id
+                                 LEFT JOIN consumption_coverage cv
+                                   ON cv.resource_id = res.resource_id
+                                 WHERE res.location_id = t.location_id
+                                   AND coalesce(res.meter_point_id, loc.meter_point_ids[1],
+                                                t.meter_point_id) = t.meter_point_id
+                                   AND (cv.data_until IS NULL
+                                        OR cv.data_until < c.last_period_end))))
+        END AS all_covered
     ) covered
     WHERE %(now)s >= c.final_from
        OR (%(now)s >= c.last_period_end + %(settle)s
@@ -131,9 +213,11 @@ WITH next AS (
     FROM reports
     WHERE status IN ('due', 'retrying')
       AND next_attempt_at <= %(now)s
+      AND kind = ANY (%(kinds)s::text[])
       AND (%(report_id)s::bigint IS NULL OR id = %(report_id)s::bigint)
       AND (%(event_id)s::text IS NULL OR event_id = %(event_id)s::text)
-      AND %(now)s < month_end + %(grace)s
+      -- A report without a month (an acknowledgement) has no deadline to miss.
+      AND (month_end IS NULL OR %(now)s < month_end + %(grace)s)
     ORDER BY month, next_attempt_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -143,7 +227,7 @@ SET status = 'sending', attempts = r.attempts + 1, lease_until = %(lease_until)s
     updated_at = %(now)s
 FROM next
 WHERE r.id = next.id
-RETURNING r.id, r.event_id, r.part, r.parts, r.month, r.attempts, r.ambiguous_attempts,
+RETURNING r.id, r.kind, r.event_id, r.part, r.parts, r.month, r.attempts, r.ambiguous_attempts,
           r.body IS NOT NULL AS built;
 
 -- name: start_report_attempt
@@ -291,9 +375,10 @@ SET finished_at = %(now)s, outcome = %(outcome)s, http_status = %(http_status)s,
 WHERE report_id = %(id)s AND attempt = %(attempt)s;
 
 -- name: event_report_states
-SELECT id, part, parts, status, body IS NOT NULL AS built, attempts, ambiguous_attempts
+-- The event's energy report (a price curve's, or an LPC event's after the event).
+SELECT id, kind, part, parts, status, body IS NOT NULL AS built, attempts, ambiguous_attempts
 FROM reports
-WHERE event_id = %(event_id)s
+WHERE event_id = %(event_id)s AND kind <> 'lpc_ack'
 ORDER BY part;
 
 -- name: make_event_reports_due
@@ -301,7 +386,8 @@ ORDER BY part;
 UPDATE reports
 SET status = 'due', due_reason = coalesce(due_reason, 'manual'), due_at = coalesce(due_at, %(now)s),
     next_attempt_at = %(now)s, updated_at = %(now)s
-WHERE event_id = %(event_id)s AND status IN ('pending', 'due', 'retrying', 'rejected')
+WHERE event_id = %(event_id)s AND kind <> 'lpc_ack'
+  AND status IN ('pending', 'due', 'retrying', 'rejected')
 RETURNING id, part;
 
 -- name: reset_event_reports
@@ -310,14 +396,16 @@ RETURNING id, part;
 WITH dropped_payloads AS (
     DELETE FROM report_payloads WHERE event_id = %(event_id)s RETURNING 1
 ), dropped_parts AS (
-    DELETE FROM reports WHERE event_id = %(event_id)s AND part > 1 RETURNING 1
+    DELETE FROM reports
+    WHERE event_id = %(event_id)s AND kind <> 'lpc_ack' AND part > 1
+    RETURNING 1
 )
 UPDATE reports
 SET parts = 1, body = NULL, built_at = NULL, payload_count = NULL, point_count = NULL,
     total_kwh = NULL, idempotency_key = NULL, status = 'due',
     due_reason = coalesce(due_reason, 'manual'), due_at = coalesce(due_at, %(now)s),
     next_attempt_at = %(now)s, rejected_status = NULL, rejection = NULL, updated_at = %(now)s
-WHERE event_id = %(event_id)s AND part = 1
+WHERE event_id = %(event_id)s AND kind <> 'lpc_ack' AND part = 1
 RETURNING id, (SELECT count(*) FROM dropped_parts) AS dropped_parts;
 
 -- name: take_spark_slot
@@ -335,7 +423,7 @@ RETURNING next_slot - %(interval)s AS slot, clock_timestamp() AS now;
 SELECT next_slot - clock_timestamp() AS ahead FROM spark_rate_limit WHERE name = 'spark';
 
 -- name: list_reports
-SELECT r.id, r.event_id, r.part, r.parts, r.month, r.status, r.due_reason, r.due_at,
+SELECT r.id, r.kind, r.event_id, r.part, r.parts, r.month, r.status, r.due_reason, r.due_at,
        r.first_period_start, r.last_period_end, r.payload_count, r.point_count, r.total_kwh,
        r.attempts, r.ambiguous_attempts, r.next_attempt_at, r.last_error, r.spark_report_id,
        r.spark_created_at, r.sent_at, r.rejected_status, r.rejection, r.missed_at, r.alerted_at,
@@ -348,13 +436,15 @@ FROM reports r
 WHERE (%(status)s::text IS NULL OR r.status = %(status)s)
   AND (%(month)s::date IS NULL OR r.month = %(month)s)
   AND (%(event_id)s::text IS NULL OR r.event_id = %(event_id)s)
+  -- Energy reports: acknowledgements are shown by `lpc show`.
+  AND r.kind <> 'lpc_ack'
 ORDER BY r.month, r.first_period_start, r.event_id, r.part
 LIMIT %(limit)s;
 
 -- name: event_report_bodies
 SELECT id, part, body, idempotency_key, built_at
 FROM reports
-WHERE event_id = %(event_id)s
+WHERE event_id = %(event_id)s AND kind <> 'lpc_ack'
 ORDER BY part;
 
 -- name: list_report_attempts
@@ -406,8 +496,9 @@ LEFT JOIN LATERAL (
     FROM report_exclusions e
     WHERE e.event_id = r.event_id
 ) x ON true
-WHERE r.month >= date_trunc('month', %(now)s AT TIME ZONE %(tz)s)::date - interval '1 month'
-   OR r.status IN ('pending', 'due', 'sending', 'retrying', 'rejected')
+WHERE r.kind <> 'lpc_ack'
+  AND (r.month >= date_trunc('month', %(now)s AT TIME ZONE %(tz)s)::date - interval '1 month'
+       OR r.status IN ('pending', 'due', 'sending', 'retrying', 'rejected'))
 GROUP BY r.month, r.zone
 ORDER BY r.month, r.zone;
 
@@ -558,19 +649,29 @@ ORDER BY resource_id, location_id;
 -- `reports send --event`: the event's deadline, and its periods that have not ended by
 -- %(now)s (whose energy is not known yet).
 SELECT r.month, r.zone, r.month_end + %(grace)s AS deadline, r.last_period_end,
-       array(SELECT p.period_start
-             FROM price_curve_periods p
-             WHERE p.event_id = r.event_id AND p.period_end > %(now)s
-             ORDER BY p.period_start) AS unknown_periods
+       CASE r.kind
+           WHEN 'energy' THEN
+               array(SELECT p.period_start
+                     FROM price_curve_periods p
+                     WHERE p.event_id = r.event_id AND p.period_end > %(now)s
+                     ORDER BY p.period_start)
+           ELSE
+               -- An LPC event's periods: its targets' caps (each target its own resolution).
+               array(SELECT DISTINCT c.period_start
+                     FROM lpc_caps c
+                     WHERE c.event_id = r.event_id AND c.period_end > %(now)s
+                     ORDER BY c.period_start)
+       END AS unknown_periods
 FROM reports r
-WHERE r.event_id = %(event_id)s AND r.part = 1;
+WHERE r.event_id = %(event_id)s AND r.kind <> 'lpc_ack' AND r.part = 1;
 
 -- name: miss_event_reports
 -- `reports send --event` past the deadline: the event's open reports are missed now (the
 -- sweep alerts them once, as any other).
 UPDATE reports
 SET status = 'missed', missed_at = %(now)s, next_attempt_at = NULL, updated_at = %(now)s
-WHERE event_id = %(event_id)s AND status IN ('pending', 'due', 'retrying', 'rejected')
+WHERE event_id = %(event_id)s AND kind <> 'lpc_ack'
+  AND status IN ('pending', 'due', 'retrying', 'rejected')
 RETURNING id, part;
 
 -- name: user_month_deadline
@@ -693,7 +794,7 @@ LEFT JOIN LATERAL (
     ORDER BY c.revision DESC
     LIMIT 1
 ) prev ON true
-WHERE r.status = 'sent' AND r.part = 1 AND r.parts = 1
+WHERE r.kind = 'energy' AND r.status = 'sent' AND r.part = 1 AND r.parts = 1
   AND %(now)s < r.month_end + %(grace)s
   AND lr.last_recorded IS NOT NULL
   AND lr.last_recorded + %(settle)s <= %(now)s
@@ -742,3 +843,92 @@ SELECT revision, status, total_kwh, previous_kwh, late_until, built_at, attempts
 FROM report_corrections
 WHERE event_id = %(event_id)s
 ORDER BY revision;
+
+-- name: lpc_energy_points
+-- The energy of each target of an LPC event in each of its periods (its caps' periods, in the
+-- target's own resolution), from the readings, pro rata where a reading spans more than a
+-- period; rounded to the Wh's thousandth, and only where it is above 0.
+--   A resource target: its resource's readings that name its location, or no location when
+--   the event names the resource at one location only (the price curves' rule).
+--   A location target: the location's own meter where it has readings in the period (readings
+--   whose resourceId is the location's id: the reading names the location alone); else the
+--   sum of the readings of the resources at the location (as the reading names it, or as our
+--   registry has it) behind the target's meter point (a resource without one counts for the
+--   location's first meter point).
+WITH targets AS (
+    SELECT t.target_no, t.resource_id, t.location_id, t.meter_point_id,
+           count(*) OVER (PARTITION BY t.resource_id) = 1 AS only_location
+    FROM lpc_targets t
+    WHERE t.event_id = %(event_id)s
+), periods AS (
+    SELECT t.*, c.period_start, c.period_end, c.spark_timestamp
+    FROM targets t
+    JOIN lpc_caps c ON c.event_id = %(event_id)s AND c.target_no = t.target_no
+), span AS (
+    SELECT min(p.period_start) - b.longest_reading AS earliest_start,
+           min(p.period_start) AS first_start, max(p.period_end) AS last_end
+    FROM periods p
+    CROSS JOIN consumption_bounds b
+    GROUP BY b.longest_reading
+), nearby AS (
+    -- The readings that may overlap the event: a range of the BRIN index on start_at.
+    SELECT r.resource_id, r.location_id, r.start_at, r.end_at, r.kwh
+    FROM readings r
+    CROSS JOIN span
+    WHERE r.start_at > span.earliest_start
+      AND r.start_at < span.last_end
+      AND r.end_at > span.first_start
+), resource_sums AS (
+    SELECT p.target_no, p.period_start,
+           sum(kwh_in_span(r.kwh, r.start_at, r.end_at, p.period_start, p.period_end)) AS kwh
+    FROM periods p
+    JOIN nearby r
+      ON r.resource_id = p.resource_id
+     AND (r.location_id = p.location_id OR (r.location_id IS NULL AND p.only_location))
+     AND r.start_at < p.period_end
+     AND r.end_at > p.period_start
+    WHERE p.resource_id IS NOT NULL
+    GROUP BY p.target_no, p.period_start
+), location_sums AS (
+    SELECT p.target_no, p.period_start,
+           sum(kwh_in_span(r.kwh, r.start_at, r.end_at, p.period_start, p.period_end))
+               FILTER (WHERE r.resource_id = p.location_id) AS own_kwh,
+           sum(kwh_in_span(r.kwh, r.start_at, r.end_at, p.period_start, p.period_end))
+               FILTER (WHERE r.resource_id <> p.location_id) AS resources_kwh
+    FROM periods p
+    JOIN nearby r ON r.start_at < p.period_end AND r.end_at > p.period_start
+    LEFT JOIN resources res ON res.resource_id = r.resource_id
+    LEFT JOIN locations loc ON loc.location_id = p.location_id
+    WHERE p.resource_id IS NULL
+      AND (
+          -- The location's own meter.
+          (r.resource_id = p.location_id AND coalesce(r.location_id, p.location_id) = p.location_id)
+          -- A resource at the location, behind the target's meter point.
+          OR (r.resource_id <> p.location_id
+              AND coalesce(r.location_id, res.location_id) = p.location_id
+              AND coalesce(res.meter_point_id, loc.meter_point_ids[1], p.meter_point_id)
+                  = p.meter_point_id))
+    GROUP BY p.target_no, p.period_start
+), energy AS (
+    SELECT target_no, period_start, kwh FROM resource_sums
+    UNION ALL
+    SELECT target_no, period_start, coalesce(own_kwh, resources_kwh) FROM location_sums
+)
+SELECT p.target_no, p.resource_id, p.location_id, p.meter_point_id, t.resolution,
+       p.period_start, p.spark_timestamp,
+       round(e.kwh::numeric, 6)::double precision AS kwh
+FROM periods p
+JOIN energy e ON e.target_no = p.target_no AND e.period_start = p.period_start
+JOIN lpc_targets t ON t.event_id = %(event_id)s AND t.target_no = p.target_no
+WHERE round(e.kwh::numeric, 6) > 0
+ORDER BY p.target_no, p.period_start;
+
+-- name: write_lpc_energy_report
+-- The built body of an LPC event's energy report, on its claimed row.
+UPDATE reports
+SET body = %(body)s, built_at = %(now)s, payload_count = %(payloads)s,
+    point_count = %(points)s, total_kwh = %(kwh)s,
+    idempotency_key = 'lpc-energy/' || event_id || '/' || md5(%(body)s::text),
+    updated_at = %(now)s
+WHERE id = %(id)s AND kind = 'lpc_energy' AND status = 'sending'
+RETURNING id;

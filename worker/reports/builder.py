@@ -194,7 +194,7 @@ SELECT base.event_id, b.part, (SELECT count(*) FROM bodies), base.month, base.zo
        base.event_id || '/' || b.part || '/' || md5(b.body), %(now)s, %(now)s
 FROM bodies b
 CROSS JOIN base
-ON CONFLICT (event_id, part) DO UPDATE
+ON CONFLICT (kind, event_id, part) DO UPDATE
 SET parts = EXCLUDED.parts,
     body = EXCLUDED.body,
     built_at = EXCLUDED.built_at,

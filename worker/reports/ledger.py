@@ -30,6 +30,11 @@ from worker.reports.zones import zone_params
 
 log = logging.getLogger(__name__)
 
+# The ledger's energy reports, which this module and the sender move on: a price curve's
+# ('energy') and an LPC event's after the event ('lpc_energy'). Rows of kind 'lpc_ack' (an
+# LPC event's acknowledgement) have no month and are left to their own sender and sweep.
+ENERGY_KINDS = ("energy", "lpc_energy")
+
 
 @dataclass(frozen=True)
 class ReportRules:
@@ -90,11 +95,17 @@ class SweepResult:
         }
 
 
+def plan(conn: Connection, params: dict[str, Any]) -> int:
+    """A pending report for each price curve that has none yet, in the caller's
+    transaction; how many were planned."""
+    return len(fetch_all(conn, "plan_reports", params))
+
+
 def sweep(conn: Connection, rules: ReportRules, *, now: datetime) -> SweepResult:
     result = SweepResult()
     params = rules.params(now)
     with conn.transaction():
-        result.planned = len(fetch_all(conn, "plan_reports", params))
+        result.planned = plan(conn, params)
     with conn.transaction():
         expired = fetch_all(conn, "expire_report_leases", params)
     for row in expired:
@@ -204,10 +215,13 @@ def make_event_due(
     the rejected part is sent again as it was.
     """
     with conn.transaction():
-        fetch_all(conn, "plan_reports", rules.params(now))
+        plan(conn, rules.params(now))
         rows = fetch_all(conn, "event_report_states", {"event_id": event_id})
         if not rows:
-            raise NoReport(f"no report for event {event_id} (is it a price curve with targets?)")
+            raise NoReport(
+                f"no report for event {event_id} (is it a price curve with targets, or a "
+                "resource or location LPC event with caps?)"
+            )
         statuses = {row["status"] for row in rows}
         if statuses <= {"sent", "empty"}:
             raise AlreadySent(

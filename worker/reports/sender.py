@@ -46,7 +46,8 @@ from shared.spark_api import (
 )
 from shared.timeutil import parse_spark_datetime
 from worker.reports.builder import build_report
-from worker.reports.ledger import ReportRules
+from worker.reports.ledger import ENERGY_KINDS, ReportRules
+from worker.reports.lpc_energy import build_lpc_energy
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,13 @@ def send_one(
 ) -> SendResult | None:
     """Claim, build if needed, send and record one report (the given one, or one of the given
     event's, or the next due); None when nothing is due."""
-    params = rules.params(now, report_id=report_id, event_id=event_id, lease_until=now + LEASE)
+    params = rules.params(
+        now,
+        report_id=report_id,
+        event_id=event_id,
+        lease_until=now + LEASE,
+        kinds=list(ENERGY_KINDS),
+    )
     with conn.transaction():
         claimed = fetch_one(conn, "claim_report", params)
         if claimed is None:
@@ -204,7 +211,15 @@ def send_one(
         claimed_id = int(claimed["id"])
         claimed_event: str = claimed["event_id"]
         attempt = int(claimed["attempts"])
-        if not claimed["built"]:
+        if not claimed["built"] and claimed["kind"] == "lpc_energy":
+            if build_lpc_energy(conn, claimed_id, claimed_event, rules, now=now) is None:
+                execute(conn, "mark_report_empty", {"id": claimed_id, "now": now})
+                log.info(
+                    "LPC event %s: no target used energy in its periods; nothing to report",
+                    claimed_event,
+                )
+                return SendResult(claimed_id, claimed_event, 1, attempt - 1, "empty")
+        elif not claimed["built"]:
             parts = build_report(conn, claimed_id, claimed_event, rules, now=now)
             if not parts:
                 execute(conn, "mark_report_empty", {"id": claimed_id, "now": now})
