@@ -45,6 +45,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _lpc_every(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole seconds, got {text!r}") from None
+    if not 60 <= value <= 7 * 86400:
+        raise argparse.ArgumentTypeError("must be from 60 to 604800 seconds")
+    return value
+
+
 def _probability(text: str) -> float:
     try:
         value = float(text)
@@ -154,6 +164,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="reports are accepted this long after the end of their event's month (default 1 day)",
     )
+    parser.add_argument(
+        "--lpc-every",
+        type=_lpc_every,
+        default=None,
+        metavar="SECONDS",
+        help="run the LPC schedule every SECONDS of sandbox time (default: off; at least 60)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     return parser.parse_args(argv)
 
@@ -176,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         daily_curve_hour=args.daily_curve_hour,
         changed_curve_probability=args.changed_curve_probability,
         report_grace_seconds=args.report_grace_seconds,
+        lpc_every=args.lpc_every,
     )
     try:
         running = serve(config, host=args.host, port=args.port, quiet=args.quiet)

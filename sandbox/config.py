@@ -41,3 +41,6 @@ class SandboxConfig:
     changed_curve_probability: float = DEFAULT_CHANGED_CURVE_PROBABILITY
     # Sandbox-clock seconds after the end of an event's local month that reports still count.
     report_grace_seconds: float = DEFAULT_REPORT_GRACE_SECONDS
+    # Seconds between runs of the LPC schedule (`sandbox.lpc_schedule`); None leaves it off
+    # until switched on through the control surface.
+    lpc_every: int | None = None

@@ -1,5 +1,5 @@
 """`Sandbox`: the state, clock, delivery, user directory, simulations, daily price curves,
-reports and compensation behind the routes.
+the LPC schedule, reports and compensation behind the routes.
 
 One `Sandbox` lives in each Flask app made by `sandbox.app.create_app`; views reach it with
 `current_sandbox()`, tests with `sandbox_of(app)` or through their fixtures.
@@ -24,6 +24,7 @@ from sandbox.delivery import DeliveryWorker
 from sandbox.directory import UserDirectory
 from sandbox.eligibility import EligibilityAnnouncer
 from sandbox.emitter import DemoEmitter
+from sandbox.lpc_schedule import LpcSchedule, LpcSwitches
 from sandbox.lpc_simulation import lpc_payload
 from sandbox.neighbourhoods import NeighbourhoodMap
 from sandbox.partner_data import bulk_add_users, simulate_partner_data
@@ -73,6 +74,16 @@ class Sandbox:
                 hour=config.daily_curve_hour,
             ),
         )
+        self.lpc_schedule = LpcSchedule(
+            self.directory,
+            self.clock,
+            self.publish,
+            switches=LpcSwitches(
+                enabled=config.lpc_every is not None,
+                every_seconds=config.lpc_every or LpcSwitches.every_seconds,
+                seed=config.seed or 0,
+            ),
+        )
         self.reports = ReportBook()
         self.report_faults = ReportFaults()
         self.emitter = None
@@ -84,6 +95,7 @@ class Sandbox:
         self.delivery.start()
         self.eligibility.start()
         self.curves.start()
+        self.lpc_schedule.start()
         if self.emitter is not None:
             self.emitter.start()
 
@@ -91,14 +103,15 @@ class Sandbox:
         if self.emitter is not None:
             self.emitter.stop()
         self.report_faults.release()
+        self.lpc_schedule.stop()
         self.curves.stop()
         self.eligibility.stop()
         self.delivery.stop()
 
     def reset(self) -> None:
         """Back to a fresh sandbox: no data, no logs, no faults, default switches and
-        neighbourhoods, no reports, no days of price curves run, real time."""
-        with self.eligibility.held(), self.curves.held():
+        neighbourhoods, no reports, no days of price curves or LPC runs, real time."""
+        with self.eligibility.held(), self.curves.held(), self.lpc_schedule.held():
             self.directory.reset(NeighbourhoodMap(self.config.neighbourhoods))
             self.eligibility.restore_defaults()
             self.delivery.reset()
@@ -107,29 +120,33 @@ class Sandbox:
             self.report_faults.reset()
             self.clock.reset()
             self.curves.reset()
+            self.lpc_schedule.reset()
 
     # The clock. Moving it through these (as the control surface does) sends at once what
     # the move makes due; a move of `clock` itself is noticed within a second.
 
     def set_clock(self, when: datetime, *, frozen: bool = False) -> list[Event]:
-        """Make `when` the sandbox's time; the daily price curves the move sent."""
+        """Make `when` the sandbox's time; the daily price curves and LPC events the move
+        sent."""
         self.clock.set(when, frozen=frozen)
         return self._clock_moved()
 
     def advance_clock(self, seconds: float) -> list[Event]:
-        """Move the sandbox's time on; the daily price curves the move sent."""
+        """Move the sandbox's time on; the daily price curves and LPC events the move sent."""
         self.clock.advance(seconds)
         return self._clock_moved()
 
     def use_real_time(self) -> None:
-        """Back to real time, without sending curves for the days in between."""
-        with self.curves.held():
+        """Back to real time, without sending curves or LPC runs for the time in between."""
+        with self.curves.held(), self.lpc_schedule.held():
             self.clock.reset()
             self.curves.rebase()
+            self.lpc_schedule.rebase()
         self.eligibility.wake()
 
     def _clock_moved(self) -> list[Event]:
         sent = self.curves.catch_up()
+        sent += self.lpc_schedule.catch_up()
         self.eligibility.wake()
         return sent
 

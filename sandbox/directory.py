@@ -318,6 +318,36 @@ class UserDirectory:
                     pairs.append((resource.resource_id, location.location_id))
         return found
 
+    def lpc_targets(self) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+        """What the LPC schedule may target, over enrolled users' locations that lie in a
+        neighbourhood and have a meter point id: (resourceId, locationId, meterPointId) per
+        resource, and (locationId, meterPointId) per meter point of such a location (Spark
+        sends location LPC per MPID, behind the meter). A resource's meter point is its own,
+        else its location's first; a vehicle is paired as in `curve_targets`. Sorted."""
+        resources: list[tuple[str, str, str]] = []
+        locations: list[tuple[str, str]] = []
+        with self._lock:
+            for user_id in sorted(self._enrolled):
+                account = self._accounts[user_id]
+                usable = [
+                    loc
+                    for loc in account.locations.values()
+                    if loc.in_neighbourhood and loc.meter_point_ids
+                ]
+                home = usable[0] if usable else None
+                for location in usable:
+                    locations += ((location.location_id, m) for m in location.meter_point_ids)
+                for resource in account.resources.values():
+                    if resource.location_id is None:
+                        found = home
+                    else:
+                        found = account.locations.get(resource.location_id)
+                    if found is None or found not in usable:
+                        continue
+                    meter = resource.meter_point_id or found.meter_point_ids[0]
+                    resources.append((resource.resource_id, found.location_id, meter))
+        return sorted(resources), sorted(locations)
+
     # Eligibility
 
     @property

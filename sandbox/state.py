@@ -289,6 +289,10 @@ class SandboxState:
         with self._lock:
             return self._events_by_id.get(event_id)
 
+    def event_count(self) -> int:
+        with self._lock:
+            return len(self._events)
+
     def events_newest_first(self, offset: int, limit: int) -> tuple[list[Event], int]:
         """One page of events, most recent first, and the total number of events."""
         with self._lock:

@@ -7,6 +7,7 @@ from flask import Blueprint
 from sandbox.routes.compensation import compensation
 from sandbox.routes.control import control
 from sandbox.routes.control_curves import control_curves
+from sandbox.routes.control_lpc import control_lpc
 from sandbox.routes.control_reports import control_reports
 from sandbox.routes.control_users import control_users
 from sandbox.routes.eligibility import eligibility
@@ -37,5 +38,6 @@ BLUEPRINTS: tuple[Blueprint, ...] = (
     control,
     control_users,
     control_curves,
+    control_lpc,
     control_reports,
 )

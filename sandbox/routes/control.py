@@ -113,8 +113,8 @@ def get_clock() -> Response:
 
 @control.post("/clock")
 def set_clock() -> Response:
-    """Daily price curves and eligibility windows the move makes due are sent before the
-    answer; going back to real time sends no curves for the days skipped."""
+    """Daily price curves, LPC schedule runs and eligibility windows the move makes due are
+    sent before the answer; going back to real time sends none for the time skipped."""
     sandbox = current_sandbox()
     body = control_body()
     if body.get("real") is True:

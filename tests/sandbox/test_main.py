@@ -72,6 +72,7 @@ def test_it_rejects_malformed_arguments() -> None:
         ["--daily-curve-hour", "24"],
         ["--changed-curve-probability", "2"],
         ["--report-grace-seconds", "-1"],
+        ["--lpc-every", "10"],
     )
     for bad in bad_arguments:
         result = subprocess.run(
