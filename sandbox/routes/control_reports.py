@@ -2,9 +2,12 @@
 (not part of Spark, no authentication):
 
 - `GET /_sandbox/reports[?eventId=...]`: `{"reports": [{"id", "eventId", "createdAt",
-  "answerLost", "body", "rawBody"}], "countsByEventId": {eventId: n}, "lostAnswers": n}`,
-  reports in order of arrival with their bodies exactly as sent; counts and lost answers
-  over all reports.
+  "kind", "eventCreatedAt", "secondsAfterEvent", "answerLost", "body", "rawBody"}],
+  "countsByEventId": {eventId: n}, "lostAnswers": n}`, reports in order of arrival with
+  their bodies exactly as sent; `createdAt` is the arrival by the sandbox clock, `kind`
+  `energy` or `acknowledgement` (an LPC event's), `secondsAfterEvent` the arrival minus the
+  event's creation. Counts and lost answers over all reports. Per LPC event, see
+  `GET /_sandbox/lpc/events`.
 - `DELETE /_sandbox/reports`: forget them.
 - `GET|POST|DELETE /_sandbox/reports/faults`: the random faults (shape in
   `sandbox.report_faults`); a POST replaces them all, a DELETE switches them off. The answer
