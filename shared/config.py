@@ -233,6 +233,10 @@ class Settings:
     worker_metrics_port: int = 9101
     metrics_port: int = 9102
     metrics_host: str = "127.0.0.1"
+    # Redis's visibility timeout, in seconds; None: worker.celery_app's. Lowering it below the
+    # longest task's life in a worker makes Redis hand running tasks to a second worker: it is
+    # for tests that wait out a killed worker's messages.
+    broker_visibility_timeout: int | None = None
 
     @property
     def spark_configured(self) -> bool:
@@ -395,12 +399,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_metrics_port=_port(env, "WORKER_METRICS_PORT", 9101, allow_zero=True),
         metrics_port=_port(env, "METRICS_PORT", 9102),
         metrics_host=env.string("METRICS_HOST") or "127.0.0.1",
+        broker_visibility_timeout=_positive(env, "BROKER_VISIBILITY_TIMEOUT"),
         webhook_secrets_file=(
             Path(path) if (path := env.string("SPARK_WEBHOOK_SECRETS_FILE")) else None
         ),
     )
     settings.check_spark_all_or_none()
     return settings
+
+
+def _positive(env: Env, name: str) -> int | None:
+    if env.string(name) is None:
+        return None
+    value = env.integer(name, 0)
+    if value < 1:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value}")
+    return value
 
 
 def _port(env: Env, name: str, default: int, *, allow_zero: bool = False) -> int:

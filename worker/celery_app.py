@@ -24,12 +24,24 @@ from shared.queues import DISPATCH_QUEUE, INGEST_QUEUE, SPARK_QUEUE
 from worker.schedule import beat_schedule
 
 # The default time limit of a task, and the longest any task sets (the eligibility reconcile,
-# which pages a million users). The visibility timeout must stay well above the longest and
-# above every retry countdown, or Redis hands a running task to a second worker.
+# which pages a million users).
 TASK_TIME_LIMIT = 300
 LONGEST_TASK_TIME_LIMIT = 600
-RETRY_BACKOFF_MAX = 600
-VISIBILITY_TIMEOUT = 2 * (LONGEST_TASK_TIME_LIMIT + RETRY_BACKOFF_MAX)
+# The longest a message may wait in a worker for its ETA: retry backoffs and every countdown
+# are at most this. Longer waits are kept in PostgreSQL (a `retry_at`, a `due_at`) and picked
+# up by beat's sweeps, never held in an ETA, because Redis hands every message a worker holds
+# unacknowledged for longer than the visibility timeout to another worker.
+MAX_COUNTDOWN = 300
+RETRY_BACKOFF_MAX = MAX_COUNTDOWN
+# How long Redis waits before it gives a message a worker took but never acknowledged (the
+# worker was killed, or lost its connection) to another worker. It must cover the longest
+# life of a message in a worker: its countdown, then a wait for a free pool process (which
+# may be busy with the longest task), then its own run, or a running task is handed to a
+# second worker. 1,500 s: a whole worker killed with `kill -9` has its messages run again
+# after at most this plus the restore interval (README, "Faults").
+VISIBILITY_TIMEOUT = MAX_COUNTDOWN + 2 * LONGEST_TASK_TIME_LIMIT
+# How often a worker looks for messages past the visibility timeout.
+UNACKED_RESTORE_INTERVAL = 10
 
 # Errors of our own infrastructure: retry with backoff, never acknowledge the event away.
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
@@ -53,10 +65,12 @@ RELIABLE_TASK_OPTIONS: dict[str, Any] = {
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    # A shorter timeout only for tests that wait for a killed worker's messages.
+    visibility_timeout = settings.broker_visibility_timeout or VISIBILITY_TIMEOUT
     transport_options = {
-        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "visibility_timeout": visibility_timeout,
         # Return a crashed worker's unacked messages within ~10 s of the timeout, not ~100 s.
-        "unacked_restore_interval": 10,
+        "unacked_restore_interval": UNACKED_RESTORE_INTERVAL,
         "unacked_restore_throttle": 1,
         # Without socket timeouts a stopped (SIGSTOP) Redis hangs callers indefinitely.
         "socket_timeout": 10,
@@ -68,8 +82,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.redis_url,
         "broker_transport_options": transport_options,
         # Celery reads the timeout from three places; when they differ the shortest wins.
-        "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
-        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "result_backend_transport_options": {"visibility_timeout": visibility_timeout},
+        "visibility_timeout": visibility_timeout,
         # Keep trying to reach Redis at start and after a connection loss, forever.
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

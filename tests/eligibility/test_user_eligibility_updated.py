@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from shared.db import Connection, connect
 from shared.timeutil import utcnow
 from tests.eligibility.support import SETTINGS, eligibility_event, handle_event, store_event
+from worker.celery_app import MAX_COUNTDOWN
 from worker.eligibility.handler import handle_user_eligibility_updated
 from worker.events.handlers import HANDLERS
 
@@ -55,6 +57,19 @@ def test_it_records_the_hints_and_requests_a_reconcile_after_the_settle_delay(
     )
     assert follow_up.countdown is not None
     assert abs(follow_up.countdown - settle.total_seconds()) < 5
+
+
+def test_it_leaves_a_settle_delay_longer_than_an_eta_may_be_to_the_sweep(db: Connection) -> None:
+    # Redis would hand a message held that long to a second worker: the reconcile stays due
+    # in PostgreSQL, where the every-minute sweep finds it.
+    settings = replace(SETTINGS, eligibility_settle_seconds=MAX_COUNTDOWN + 60)
+    document = eligibility_event(added=["u-1"])
+    with db.transaction():
+        follow_ups = handle_user_eligibility_updated(db, store_event(db, document), settings)
+
+    assert follow_ups == []
+    [reconcile] = reconciles(db)
+    assert reconcile["status"] == "pending"
 
 
 def test_it_collapses_a_burst_of_five_events_into_one_pending_reconcile(db: Connection) -> None:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from shared.config import load_settings
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE, SPARK_QUEUE
-from worker.celery_app import RETRY_BACKOFF_MAX, TASK_MODULES, create_app
+from worker.celery_app import (
+    LONGEST_TASK_TIME_LIMIT,
+    MAX_COUNTDOWN,
+    RETRY_BACKOFF_MAX,
+    TASK_MODULES,
+    VISIBILITY_TIMEOUT,
+    create_app,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,15 +31,29 @@ def _our_tasks() -> dict[str, object]:
 
 def test_it_keeps_the_visibility_timeout_above_every_time_limit_and_retry_wait() -> None:
     # Redis hands an unacknowledged message to another worker after the visibility timeout,
-    # even while the first still runs it or waits out a retry countdown.
+    # even while the first still runs it or waits out a retry countdown. A message's life in
+    # a worker: its countdown, a wait for a free pool process (busy at worst with the longest
+    # task), then its own run.
     timeout = app.conf.broker_transport_options["visibility_timeout"]
+    longest = 0
     for name, task in _our_tasks().items():
         limit = getattr(task, "time_limit", None) or app.conf.task_time_limit
         backoff = getattr(task, "retry_backoff_max", RETRY_BACKOFF_MAX)
         retry_delay = getattr(task, "default_retry_delay", 0)
-        assert timeout >= 2 * (limit + max(backoff, retry_delay)), name
+        assert max(backoff, retry_delay) <= MAX_COUNTDOWN, name
+        assert timeout >= MAX_COUNTDOWN + LONGEST_TASK_TIME_LIMIT + limit, name
+        longest = max(longest, limit)
+    assert longest == LONGEST_TASK_TIME_LIMIT
+    # ...and no higher than that: it is how long a killed worker's messages wait.
+    assert timeout == VISIBILITY_TIMEOUT == 1500
     assert app.conf.visibility_timeout == timeout
     assert app.conf.result_backend_transport_options["visibility_timeout"] == timeout
+
+
+def test_it_takes_a_shorter_visibility_timeout_from_the_environment() -> None:
+    short = create_app(load_settings({"BROKER_VISIBILITY_TIMEOUT": "20"}), current=False)
+    assert short.conf.broker_transport_options["visibility_timeout"] == 20
+    assert short.conf.visibility_timeout == 20
 
 
 def test_it_acknowledges_late_and_requeues_work_of_a_lost_worker() -> None:

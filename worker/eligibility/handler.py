@@ -17,6 +17,7 @@ from shared.config import Settings
 from shared.db import Connection, execute
 from shared.queues import SPARK_QUEUE
 from shared.timeutil import utcnow
+from worker.celery_app import MAX_COUNTDOWN
 from worker.eligibility.reconcile import RECONCILE_TASK, request_reconcile
 from worker.events.handling import FollowUp, StoredEvent
 
@@ -43,14 +44,13 @@ def handle_user_eligibility_updated(
             "changes": ["added"] * len(added) + ["removed"] * len(removed),
         },
     )
-    # Only a shortcut to the due time: the every-minute sweep runs the reconcile anyway.
+    # Only a shortcut to the due time: the every-minute sweep runs the reconcile anyway, so a
+    # wait longer than an ETA may be (worker.celery_app.MAX_COUNTDOWN) is left to the sweep.
+    countdown = max(0.0, (due_at - now).total_seconds())
+    if countdown > MAX_COUNTDOWN:
+        return []
     return [
-        FollowUp(
-            RECONCILE_TASK,
-            SPARK_QUEUE,
-            {"reconcile_id": reconcile_id},
-            countdown=max(0.0, (due_at - now).total_seconds()),
-        )
+        FollowUp(RECONCILE_TASK, SPARK_QUEUE, {"reconcile_id": reconcile_id}, countdown=countdown)
     ]
 
 

@@ -26,7 +26,7 @@ from shared.db import connection
 from shared.queues import SPARK_QUEUE
 from shared.spark_api import SparkClient
 from shared.timeutil import isoformat_utc, parse_spark_datetime, utcnow
-from worker.celery_app import RELIABLE_TASK_OPTIONS, current_settings
+from worker.celery_app import MAX_COUNTDOWN, RELIABLE_TASK_OPTIONS, current_settings
 from worker.reports import compensation, corrections, ledger, sender
 from worker.reports.ledger import ReportRules
 from worker.reports.sender import SendResult
@@ -104,7 +104,7 @@ def queue_retries(
         if result.status != "retrying" or result.retry_at is None:
             continue
         delay = max((result.retry_at - now).total_seconds(), 0.0)
-        if delay > sender.BACKOFF_MAX_SECONDS:
+        if delay > MAX_COUNTDOWN:
             # The sweep picks it up; a countdown this long would outlive the broker's
             # visibility timeout.
             continue
@@ -203,7 +203,7 @@ def fetch_compensation(*, now: str | None = None) -> dict[str, Any]:
         # Spark is failing: try again in a while rather than at once.
         fetch_compensation.apply_async(
             kwargs={"now": now},
-            countdown=timedelta(minutes=5).total_seconds(),
+            countdown=min(timedelta(minutes=5).total_seconds(), MAX_COUNTDOWN),
             queue=SPARK_QUEUE,
         )
     return run.to_json()

@@ -14,7 +14,7 @@ from shared.db import connection
 from shared.queues import SPARK_QUEUE
 from shared.spark_api import SparkClient, SparkError, SparkHTTPError
 from shared.timeutil import parse_spark_datetime, utcnow
-from worker.celery_app import RELIABLE_TASK_OPTIONS, current_settings
+from worker.celery_app import MAX_COUNTDOWN, RELIABLE_TASK_OPTIONS, current_settings
 from worker.users import deletion, enrollment, sync
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ SYNC_BUDGET_SECONDS = 240
 # One enroll task sends at most this many POSTs; a longer list is split into several tasks.
 ENROLL_CHUNK = 200
 SPARK_RETRY_BASE_SECONDS = 30
-SPARK_RETRY_MAX_SECONDS = 600
+SPARK_RETRY_MAX_SECONDS = MAX_COUNTDOWN
 
 
 @shared_task(
