@@ -28,12 +28,21 @@ def services() -> dict[str, Any]:
     return found
 
 
-def procfile() -> dict[str, list[str]]:
+# The Procfile runs worker and beat under this, for honcho, which stops everything when one
+# process exits; compose leaves restarting to Docker (`restart: unless-stopped`).
+SUPERVISE = ["python", "-m", "devstack.supervise", "--"]
+
+
+def procfile(*, supervised: bool = False) -> dict[str, list[str]]:
+    """Each process's command; without the supervising wrapper unless `supervised`."""
     commands = {}
     for line in (REPO / "Procfile").read_text().splitlines():
         name, _, command = line.partition(":")
         if command.strip():
-            commands[name.strip()] = shlex.split(command)
+            argv = shlex.split(command)
+            if not supervised and argv[: len(SUPERVISE)] == SUPERVISE:
+                argv = argv[len(SUPERVISE) :]
+            commands[name.strip()] = argv
     return commands
 
 
@@ -73,6 +82,15 @@ def test_it_runs_the_procfile_commands(process: str) -> None:
 
     # Compose runs the programs from the installed virtual environment, by absolute path.
     assert [Path(command[0]).name, *command[1:]] == procfile()[process]
+
+
+@pytest.mark.parametrize("process", ["worker", "beat"])
+def test_it_starts_worker_and_beat_again_when_they_exit(process: str) -> None:
+    # A worker can die of a broker error (Redis killed under load): honcho, running the
+    # Procfile, would stop everything; the supervising wrapper starts it again. Compose's
+    # restart policy does the same for the containers.
+    assert procfile(supervised=True)[process][: len(SUPERVISE)] == SUPERVISE
+    assert services()[process]["restart"] == "unless-stopped"
 
 
 def test_it_keeps_every_acknowledged_webhook_in_redis() -> None:
