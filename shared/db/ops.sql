@@ -1,5 +1,6 @@
 -- Operations: marks of the last time something happened, and what `spark-partner status`
--- and `spark-partner serve-metrics` read. Every query here only reads, except `mark`.
+-- and `spark-partner serve-metrics` read. Every query here only reads, except `mark` and
+-- `count_mark`.
 
 -- name: mark
 -- A mark never moves back: a late writer with an older time leaves the newer one.
@@ -9,6 +10,17 @@ ON CONFLICT (name) DO UPDATE
     SET at = greatest(ops_marks.at, EXCLUDED.at),
         detail = CASE WHEN EXCLUDED.at >= ops_marks.at THEN EXCLUDED.detail
                       ELSE ops_marks.detail END;
+
+-- name: count_mark
+-- One more of something counted in a mark: the detail given, plus `total`, one more than the
+-- previous mark's. Returns the new total.
+INSERT INTO ops_marks (name, at, detail)
+VALUES (%(name)s, now(), %(detail)s::jsonb || jsonb_build_object('total', 1))
+ON CONFLICT (name) DO UPDATE
+    SET at = greatest(ops_marks.at, EXCLUDED.at),
+        detail = EXCLUDED.detail || jsonb_build_object(
+            'total', coalesce((ops_marks.detail ->> 'total')::bigint, 0) + 1)
+RETURNING (detail ->> 'total')::bigint AS total;
 
 -- name: ops_marks
 SELECT name, at, detail FROM ops_marks ORDER BY name;

@@ -19,6 +19,7 @@ from tests.lpc.support import location_payload, location_target
 from tests.waiting import wait_for
 from tests.worker.events import body, notification
 from worker.events.inbox import ingest
+from worker.ops.crashes import record_crash
 from worker.ops.marks import DELIVERY_LOG_CHECK, mark
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -129,3 +130,9 @@ def test_it_serves_the_ledgers_read_at_scrape_time(
     assert found[("spark_partner_spark_webhook_healthy", ())] == 0
     assert found[("spark_partner_delivery_log_recovered_events", ())] == 10
     assert found[("spark_partner_mark_age_seconds", (("name", DELIVERY_LOG_CHECK),))] < 60
+
+    # Worker crashes: present (0) before the first, so that increase() sees it.
+    assert found[("spark_partner_worker_crashes_total", ())] == 0
+    for _ in range(2):
+        record_crash(database_url, "w@h", AttributeError("gone"))
+    assert scrape(url)[("spark_partner_worker_crashes_total", ())] == 2

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from worker.ops.health import Snapshot
-from worker.ops.marks import DELIVERY_LOG_CHECK
+from worker.ops.marks import DELIVERY_LOG_CHECK, WORKER_CRASH
 from worker.reports.deadlines import OPEN_STATUSES, STATUSES
 
 PREFIX = "spark_partner_"
@@ -103,6 +103,14 @@ def metrics_of(snapshot: Snapshot) -> Iterator[Metric]:  # noqa: PLR0912, PLR091
             "1 when the last delivery-log check stopped on an error.",
             1 if check.detail.get("error") else 0,
         )
+    crash = snapshot.marks.get(WORKER_CRASH)
+    # Always present (0 before the first crash), so that increase() sees the first one.
+    yield CounterMetricFamily(
+        PREFIX + "worker_crashes",
+        "Worker main processes stopped by an unrecoverable error (each restarted by whatever "
+        "runs it), in all.",
+        value=float((crash.detail or {}).get("total") or 0) if crash else 0.0,
+    )
     healthy = snapshot.webhook_healthy()
     if healthy is not None:
         yield _gauge_value(

@@ -17,6 +17,8 @@ from shared.db import Connection, execute, fetch_all
 
 # The names in use, so `status` and the metrics know what to look for.
 DELIVERY_LOG_CHECK = "delivery_log_check"
+# Worker main processes stopped by an unrecoverable error; detail: total, hostname, error.
+WORKER_CRASH = "worker_crash"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""Celery signal hooks for operations: the `sent_at` header the queue ages are read from, and
-the per-task metrics (worker.ops.task_metrics). Connected by importing this module from
-worker/app.py."""
+"""Celery signal hooks for operations: the `sent_at` header the queue ages are read from, the
+per-task metrics (worker.ops.task_metrics), and the count of worker crashes
+(worker.ops.crashes). Connected by importing this module from worker/app.py."""
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -45,3 +46,19 @@ def _task_finished(
     from worker.ops import task_metrics
 
     task_metrics.task_finished(task_id, getattr(task, "name", "unknown"), kwargs or {}, state)
+
+
+@signals.worker_shutdown.connect
+def _count_crash(sender: Any = None, **_: Any) -> None:
+    # Celery's WorkController.start catches an error it cannot recover from, logs
+    # "Unrecoverable error" and stops the worker from inside its `except Exception` block, so
+    # the error is the one being handled here. A warm or cold shutdown (SystemExit, a signal)
+    # is no crash.
+    error = sys.exc_info()[1]
+    if not isinstance(error, Exception):
+        return
+    from worker.celery_app import current_settings
+    from worker.ops import crashes
+
+    hostname = str(getattr(sender, "hostname", None) or "unknown")
+    crashes.record_crash(current_settings().database_url, hostname, error)
