@@ -38,6 +38,8 @@ RESOURCE_TARGETS = {
     ("alice-car", "alice-home", AREA_1_METER),
     ("alice-charger", "alice-home", AREA_1_METER),
     ("bob-charger", "bob-home", AREA_2_METER),
+    # A resource with a meter point of its own is targeted with it.
+    ("bob-second-charger", "bob-home", "707057500000200002"),
 }
 LOCATION_TARGETS = {
     ("alice-home", AREA_1_METER),
@@ -47,8 +49,8 @@ LOCATION_TARGETS = {
 
 
 def _targets(sandbox: SandboxHandle) -> None:
-    """Enrolled alice (two meters, a charger and a car) and bob (one meter, a charger) are
-    targets; carol (not enrolled), dave (no meter point) and erin (outside every
+    """Enrolled alice (two meters, a charger and a car) and bob (one meter, two chargers)
+    are targets; carol (not enrolled), dave (no meter point) and erin (outside every
     neighbourhood) are not."""
     homes: list[tuple[str, dict[str, Any], bool]] = [
         ("alice", {"meterPointIds": [AREA_1_METER, SECOND_AREA_1_METER]}, True),
@@ -64,6 +66,13 @@ def _targets(sandbox: SandboxHandle) -> None:
         if enrolled:
             sandbox.enroll(user_id)
     sandbox.add_vehicle("alice", "alice-car")
+    own_meter = {
+        "resourceId": "bob-second-charger",
+        "resourceType": "Charger",
+        "meterPointId": "707057500000200002",
+    }
+    added = sandbox.api("POST", "/users/bob/locations/bob-home/resources", json=own_meter)
+    assert added.status_code == 201, added.text
 
 
 def _lpc_events(sandbox: SandboxHandle) -> list[dict[str, Any]]:
@@ -98,7 +107,7 @@ def test_it_sends_every_enrolled_target_an_event_when_the_clock_passes_a_run(
     resources = {_target_ids(e) for e in events if e["payload"]["payloadType"] == "ResourceLPC"}
     locations = {_target_ids(e) for e in events if e["payload"]["payloadType"] == "LocationLPC"}
     assert (resources, locations) == (RESOURCE_TARGETS, LOCATION_TARGETS)
-    assert len(events) == 6
+    assert len(events) == 7
     view = sandbox.control.lpc_schedule()
     assert view["runs"] == ["2026-03-04T10:00:00+00:00"]
     assert {e["eventId"] for e in view["events"]} == {e["id"] for e in events}
