@@ -853,8 +853,8 @@ ORDER BY revision;
 --   A location target: the location's own meter where it has readings in the period (readings
 --   whose resourceId is the location's id: the reading names the location alone); else the
 --   sum of the readings of the resources at the location (as the reading names it, or as our
---   registry has it) behind the target's meter point (a resource without one counts for the
---   location's first meter point).
+--   registry has it) behind the target's meter point. A resource without a meter point, and
+--   the location's own meter, count for the location's first meter point.
 WITH targets AS (
     SELECT t.target_no, t.resource_id, t.location_id, t.meter_point_id,
            count(*) OVER (PARTITION BY t.resource_id) = 1 AS only_location
@@ -901,8 +901,10 @@ WITH targets AS (
     LEFT JOIN locations loc ON loc.location_id = p.location_id
     WHERE p.resource_id IS NULL
       AND (
-          -- The location's own meter.
-          (r.resource_id = p.location_id AND coalesce(r.location_id, p.location_id) = p.location_id)
+          -- The location's own meter, for its first meter point (a reading that names the
+          -- location alone cannot say which of several it is).
+          (r.resource_id = p.location_id AND coalesce(r.location_id, p.location_id) = p.location_id
+           AND coalesce(loc.meter_point_ids[1], p.meter_point_id) = p.meter_point_id)
           -- A resource at the location, behind the target's meter point.
           OR (r.resource_id <> p.location_id
               AND coalesce(r.location_id, res.location_id) = p.location_id

@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from shared.db import Connection, fetch_all, fetch_one
-from worker.cli.base import database, jsonable, print_json
+from shared.timeutil import utcnow
+from worker.cli.base import database, jsonable, print_json, settings_or_fail
 from worker.curves.payload import format_time_span
 
 
@@ -81,7 +82,22 @@ def lpc_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
         }
         for target in fetch_all(conn, "list_lpc_targets", {"event_id": event_id})
     ]
-    return {**_event_item(row), "targetList": targets, "ack": _ack_detail(conn, event_id)}
+    return {
+        **_event_item(row),
+        "targetList": targets,
+        "ack": _ack_detail(conn, event_id),
+        "energyReport": _energy_detail(conn, event_id),
+    }
+
+
+def _energy_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
+    """The energy report after the event (reports ledger kind lpc_energy), as `reports show`
+    gives it; None until the reports sweep plans it (or for a reservation)."""
+    from worker.reports.ledger import ReportRules
+    from worker.reports.views import event_view
+
+    view = event_view(conn, event_id, ReportRules.from_settings(settings_or_fail()), now=utcnow())
+    return None if view is None else dict(view["reports"][0])
 
 
 def _ack_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
@@ -122,7 +138,8 @@ def _ack_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
 @click.argument("event_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def lpc_show(event_id: str, as_json: bool) -> None:
-    """One LPC event: every target with its caps per period."""
+    """One LPC event: every target with its caps per period, the acknowledgement and the
+    energy report after the event, with their status."""
     with database() as conn:
         detail = lpc_detail(conn, event_id)
     if detail is None:
@@ -152,6 +169,21 @@ def lpc_show(event_id: str, as_json: bool) -> None:
             )
         if ack["rejection"]:
             click.echo(f"    rejected: {ack['rejection'][:500]}")
+    energy = detail["energyReport"]
+    if energy is not None:
+        click.echo(
+            f"  energy report: {energy['status']}"
+            + (f" ({energy['dueReason']})" if energy["dueReason"] else "")
+            + f"  month {energy['month']} {energy['zone']}, deadline "
+            f"{jsonable(energy['deadline'])}  payloads={energy['payloads'] or 0} "
+            f"kWh={energy['kWh'] if energy['kWh'] is not None else '-'}  "
+            f"attempts={energy['attempts']}"
+            + (f"  Spark report {energy['sparkReportId']}" if energy["sparkReportId"] else "")
+        )
+        if energy["rejection"]:
+            click.echo(f"    rejected: {energy['rejection'][:500]}")
+    elif detail["actedOn"]:
+        click.echo("  energy report: not planned yet (the reports sweep plans it)")
     for target in detail["targetList"]:
         name = "/".join(
             part

@@ -94,6 +94,8 @@ def reports_list(
             extra.append(f"late readings={item['lateReadings']}")
         if item["rejection"]:
             extra.append(f"rejected: {item['rejection'][:80]}")
+        if item["kind"] == "lpc_energy":
+            extra.insert(0, "(LPC event's energy report)")
         click.echo(
             f"{item['month']}  {item['eventId']}{part}  {item['status']:<9} "
             f"payloads={item['payloads'] if item['payloads'] is not None else '-'} "
@@ -125,8 +127,9 @@ def reports_show(event_id: str, as_json: bool) -> None:
 def _print_event(result: dict[str, Any]) -> None:
     event_id = result["eventId"]
     for item in result["reports"]:
+        what = "LPC event" if item["kind"] == "lpc_energy" else "event"
         click.echo(
-            f"event {event_id} part {item['part']}/{item['parts']}: {item['status']} "
+            f"{what} {event_id} part {item['part']}/{item['parts']}: {item['status']} "
             f"(month {item['month']} {item['zone']}, deadline "
             f"{item['deadline']:%Y-%m-%d %H:%M}Z)"
         )

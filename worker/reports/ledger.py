@@ -2,7 +2,8 @@
 
 A sweep, with the caller's `now`:
 
-1. plans a pending report for every curve that has none yet;
+1. plans a pending report for every curve, and every resource or location LPC event (kind
+   lpc_energy, worker/reports/lpc_energy.py), that has none yet;
 2. takes back reports left 'sending' past their lease (the sender died): they go to
    'retrying' with the attempt counted as ambiguous (see the policy in `worker.reports`);
 3. marks 'missed' whatever is not sent by its deadline (the end of the event's month in its
@@ -96,9 +97,11 @@ class SweepResult:
 
 
 def plan(conn: Connection, params: dict[str, Any]) -> int:
-    """A pending report for each price curve that has none yet, in the caller's
-    transaction; how many were planned."""
-    return len(fetch_all(conn, "plan_reports", params))
+    """A pending report for each price curve, and each resource or location LPC event, that
+    has none yet, in the caller's transaction; how many were planned."""
+    return len(fetch_all(conn, "plan_reports", params)) + len(
+        fetch_all(conn, "plan_lpc_energy_reports", params)
+    )
 
 
 def sweep(conn: Connection, rules: ReportRules, *, now: datetime) -> SweepResult:

@@ -19,6 +19,8 @@ def report_json(row: Any) -> dict[str, Any]:
     """A ledger row (list_reports) as the CLI shows it."""
     return {
         "eventId": row["event_id"],
+        # energy: a price curve's; lpc_energy: an LPC event's, after the event.
+        "kind": row["kind"],
         "part": row["part"],
         "parts": row["parts"],
         "month": f"{row['month']:%Y-%m}",
