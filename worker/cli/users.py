@@ -14,7 +14,7 @@ import click
 from shared.config import Settings
 from shared.db import Connection, fetch_one
 from shared.spark_api import SparkError
-from shared.timeutil import utcnow
+from shared.timeutil import parse_spark_datetime, utcnow
 from worker.cli.base import database, jsonable, print_json, settings_or_fail, spark_client
 
 if TYPE_CHECKING:
@@ -402,8 +402,17 @@ def _enrollment_line(result: dict[str, Any]) -> str:
     "areas and in UTC, plus the grace) and its reports are sent, not now.",
 )
 @click.option("--cancel", is_flag=True, help="Cancel a deletion scheduled with --at-month-end.")
+@click.option("--now", "now_text", hidden=True, help="The time to act as (ISO 8601), for tests.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def users_delete(user_id: str, yes: bool, at_month_end: bool, cancel: bool, as_json: bool) -> None:
+def users_delete(
+    *,
+    user_id: str,
+    yes: bool,
+    at_month_end: bool,
+    cancel: bool,
+    now_text: str | None,
+    as_json: bool,
+) -> None:
     """Delete USER_ID at Spark and in the registry, after saying what is lost.
 
     A user deleted during a month is not compensated for that month. Without --yes this only
@@ -418,7 +427,7 @@ def users_delete(user_id: str, yes: bool, at_month_end: bool, cancel: bool, as_j
     )
 
     settings = settings_or_fail()
-    now = utcnow()
+    now = parse_spark_datetime(now_text) if now_text else utcnow()
     with database() as conn:
         _existing_user(conn, user_id)
         if cancel:
