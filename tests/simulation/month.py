@@ -1,0 +1,593 @@
+"""A simulated month of price curves, readings and reports, and an independent check of what
+the sandbox accepted.
+
+`plan_month(size)` generates the month from a seed: users and their targets, daily curves per
+neighbourhood (some changed later the day), eligibility changes, readings at 15-minute and
+hourly resolution with their arrival times (on time, late, after the report, sent again,
+corrected, twice in one file), one user deleted mid-month and one deferred to the month's end.
+`run_month` plays it hour by hour on both clocks: the sandbox's (frozen at each hour) and our
+CLI's `--now` (curves made by the sandbox and stored as the worker stores them, `consumption
+import`, `users delete`, `reports send --due`, and the beat's `users.run_due_deletions`).
+`check_month` computes every (event, target, period)'s energy in plain Python from the
+generated readings, as known when each report was built (the ledger's `built_at`), and
+compares it with the sandbox's record of accepted reports.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from shared.db import connect
+from shared.spark_api import SparkClient
+from tests.fixtures.sandbox import SandboxHandle
+from tests.reports.support import (
+    HOUR,
+    OSLO,
+    cli_json,
+    curve,
+    hours_of_local_day,
+    import_readings,
+    local,
+    rows,
+    set_report_faults,
+    utc,
+    write_readings,
+)
+from tests.users.helpers import user_document, write_json
+from worker.users.deletion import run_due_deletions
+
+MAX_WAIT = timedelta(hours=24)  # SPARK_REPORT_MAX_WAIT's default
+QUARTER = timedelta(minutes=15)
+# Where a report's energy is compared: float sums in PostgreSQL and here differ far below this.
+EXACT = 1e-6
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big a month: `locations` users with one location each and `per_location`
+    resources at it, in `neighbourhoods` groups that each get a daily curve; `days` are the
+    days of October 2026 that have curves; `fault_rate` is the share of POST /reports that
+    the sandbox answers 500, 429 or not at all (stored, answer dropped)."""
+
+    locations: int
+    per_location: int
+    neighbourhoods: int
+    days: tuple[int, ...]
+    fault_rate: float
+    seed: int = 2026
+
+    @property
+    def resources(self) -> int:
+        return self.locations * self.per_location
+
+
+REDUCED = Size(locations=8, per_location=3, neighbourhoods=2, days=(24, 25, 31), fault_rate=0.4)
+FULL = Size(
+    locations=50, per_location=4, neighbourhoods=5, days=tuple(range(1, 32)), fault_rate=0.1
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    user_id: str
+    location_id: str
+    resource_id: str
+    quarter_hourly: bool
+
+
+@dataclass
+class PlannedCurve:
+    key: str  # ours, until the sandbox gives the event its id
+    created_at: datetime
+    starts: list[datetime]
+    targets: list[Target]
+    price: float
+    changed: bool = False
+    event_id: str = ""
+
+    @property
+    def end(self) -> datetime:
+        return self.starts[-1] + HOUR
+
+
+@dataclass(frozen=True)
+class Reading:
+    reading_id: str
+    target: Target
+    start: datetime
+    end: datetime
+    kwh: float
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "resourceId": self.target.resource_id,
+            "locationId": self.target.location_id,
+            "start": utc(self.start),
+            "end": utc(self.end),
+            "kWh": self.kwh,
+            "readingId": self.reading_id,
+        }
+
+
+@dataclass
+class Month:
+    size: Size
+    users: list[str]
+    targets: list[Target]
+    curves: list[PlannedCurve]
+    # Readings by the (whole) hour they arrive at, in the order they are sent.
+    arrivals: dict[datetime, list[Reading]]
+    deleted_user: str
+    deleted_at: datetime
+    deferred_user: str
+    deferred_at: datetime
+    ticks: list[datetime]
+    kinds: Counter[str] = field(default_factory=Counter)
+    eligibility_changes: int = 0
+
+
+def _days(size: Size) -> list[datetime]:
+    return [local(2026, 10, day) for day in size.days]
+
+
+def plan_month(size: Size) -> Month:
+    rng = random.Random(size.seed)
+    targets: list[Target] = []
+    users: list[str] = []
+    for n in range(size.locations):
+        user = f"sim-{n:03d}"
+        users.append(user)
+        for k in range(size.per_location):
+            targets.append(Target(user, f"{user}-home", f"{user}-r{k}", k % 2 == 0))
+    days = _days(size)
+    # Users 0 and 1: deleted mid-month, and deferred to the month's end (asked mid-month).
+    deleted_user, deferred_user = users[0], users[1]
+    deleted_at = (days[len(days) // 2] + timedelta(hours=12)).astimezone(UTC)
+    deferred_at = (days[0] + timedelta(hours=10)).astimezone(UTC)
+    eligible = _eligibility(rng, users[2:], days)
+    curves: list[PlannedCurve] = []
+    for day in days:
+        created = (day - timedelta(days=1)).replace(hour=13)
+        for group in range(size.neighbourhoods):
+            members = [
+                t
+                for t in targets
+                if int(t.user_id[-3:]) % size.neighbourhoods == group
+                and day in eligible.get(t.user_id, days)
+                and not (t.user_id == deleted_user and created >= deleted_at)
+            ]
+            if members:
+                curves += _day_curves(rng, size, day, group, members, last=day == days[-1])
+    changes = sum(len(v) < len(days) for v in eligible.values())
+    kinds: Counter[str] = Counter()
+    arrivals = _plan_readings(
+        rng, targets, curves=curves, kinds=kinds, deleted_user=deleted_user, deleted_at=deleted_at
+    )
+    return Month(
+        size, users, targets, curves, arrivals, deleted_user, deleted_at, deferred_user,
+        deferred_at, _ticks(curves, set(arrivals) | {deleted_at, deferred_at}), kinds, changes,
+    )  # fmt: skip
+
+
+def _eligibility(
+    rng: random.Random, users: list[str], days: list[datetime]
+) -> dict[str, list[datetime]]:
+    """The days a user is eligible, for the users whose eligibility changes: a few leave
+    their neighbourhood's curves from a day on, a few join only later (Spark targets
+    eligible, enrolled users only)."""
+    eligible: dict[str, list[datetime]] = {}
+    for user in users:
+        draw = rng.random()
+        if draw < 0.2 and len(days) > 1:
+            change = rng.choice(days[1:])
+            eligible[user] = [d for d in days if (d < change) == (draw < 0.1)]
+    return eligible
+
+
+def _day_curves(
+    rng: random.Random, size: Size, day: datetime, group: int, members: list[Target], *, last: bool
+) -> list[PlannedCurve]:
+    """A neighbourhood's curve for `day`, made at 13:00 the day before, and sometimes a
+    changed one at 15:00 (a new event) that takes over all but its first period."""
+    hours = hours_of_local_day(day)
+    created = (day - timedelta(days=1)).replace(hour=13)
+    length = rng.randint(2, 5)
+    if day.day == 25 and group == 0:
+        begin = 1  # 01:00 CEST to 03:00 CET: both 02:00s of the day summer time ends
+        length = 4
+    elif last and group == size.neighbourhoods - 1:
+        begin = len(hours) - length  # up to the month's last midnight
+    else:
+        begin = rng.randint(0, len(hours) - 7)
+    price = round(-rng.uniform(0.1, 1.0), 2)
+    base = PlannedCurve(f"{day:%m%d}-{group}", created, hours[begin : begin + length], members,
+                        price)  # fmt: skip
+    if begin + length >= len(hours) or not (rng.random() < 0.3 or (day.day == 24 and group == 0)):
+        return [base]
+    later = hours[begin + 1 : begin + length + 1]
+    changed = PlannedCurve(base.key + "-changed", created.replace(hour=15), later, members,
+                           price / 2, changed=True)  # fmt: skip
+    return [base, changed]
+
+
+def _plan_readings(
+    rng: random.Random,
+    targets: list[Target],
+    *,
+    curves: list[PlannedCurve],
+    kinds: Counter[str],
+    deleted_user: str,
+    deleted_at: datetime,
+) -> dict[datetime, list[Reading]]:
+    """Every targeted resource reads the hours of its day's curves, at its own resolution;
+    how and when the readings arrive varies. By arrival hour, in the order sent."""
+    arrivals: dict[datetime, list[Reading]] = defaultdict(list)
+    windows: dict[tuple[str, datetime], tuple[datetime, datetime]] = {}
+    for planned in curves:
+        day = planned.starts[0].astimezone(OSLO).replace(hour=0, minute=0)
+        for target in planned.targets:
+            start, end = windows.get((target.resource_id, day), (planned.starts[0], planned.end))
+            windows[(target.resource_id, day)] = (
+                min(start, planned.starts[0]),
+                max(end, planned.end),
+            )
+    by_resource = {t.resource_id: t for t in targets}
+    for (resource_id, _day), (start, end) in sorted(windows.items()):
+        target = by_resource[resource_id]
+        if target.user_id == deleted_user and end > deleted_at:
+            continue  # its meter is not ours any more
+        step = QUARTER if target.quarter_hourly else HOUR
+        readings: list[Reading] = []
+        at = start.astimezone(UTC)
+        while at < end:
+            kwh = 0.0 if rng.random() < 0.2 else round(rng.uniform(0.01, 3.0) * step / HOUR, 4)
+            readings.append(Reading(f"{resource_id}@{at:%m%dT%H%M}", target, at, at + step, kwh))
+            at += step
+        kinds["readings"] += len(readings)
+        _send(rng, readings, end.astimezone(UTC), arrivals, kinds)
+    return dict(arrivals)
+
+
+def _send(
+    rng: random.Random,
+    readings: list[Reading],
+    end: datetime,
+    arrivals: dict[datetime, list[Reading]],
+    kinds: Counter[str],
+) -> None:
+    """When and how one resource's readings of a day arrive: an hour after its last period
+    mostly; some late (before SPARK_REPORT_MAX_WAIT), some after the report was built, some
+    never; some sent again, corrected, or with one reading twice in the file."""
+    draw = rng.random()
+    if draw < 0.05:
+        kinds["silent"] += 1
+        return
+    if draw < 0.13:
+        kinds["late"] += 1
+        arrival = end + HOUR * rng.randint(3, 20)
+    elif draw < 0.16:
+        kinds["after the report"] += 1
+        arrival = end + MAX_WAIT + 6 * HOUR
+    else:
+        arrival = end + HOUR
+    sent = list(readings)
+    if rng.random() < 0.05:
+        # Twice in one file: a wrong value first, the right one last (the last one counts).
+        kinds["twice in one file"] += 1
+        n = rng.randrange(len(sent))
+        sent.insert(n, replace(sent[n], kwh=9.75))
+    arrivals[arrival] += sent
+    if rng.random() < 0.08:
+        kinds["sent again"] += 1
+        arrivals[arrival + HOUR * rng.randint(1, 10)] += readings
+    if rng.random() < 0.08:
+        # A corrected reading: before the report is built, or long after it.
+        kinds["corrected"] += 1
+        fixed = rng.choice(readings)
+        corrected = replace(fixed, kwh=round(fixed.kwh + 0.5 * (fixed.end - fixed.start) / HOUR, 4))
+        arrivals[arrival + HOUR * rng.choice((1, 30))].append(corrected)
+
+
+def _ticks(curves: list[PlannedCurve], moments: set[datetime]) -> list[datetime]:
+    """The hours played: every hour from the first curve to two hours after October's last
+    deadline (UTC's month end plus the day of grace), when the deferred deletion can run. A
+    month with few days skips the quiet hours between them."""
+    busy = set(moments)
+    for planned in curves:
+        at = planned.created_at.astimezone(UTC)
+        while at <= planned.end + MAX_WAIT + 8 * HOUR:
+            busy.add(at)
+            at += HOUR
+    at = min(c.created_at for c in curves).astimezone(UTC)
+    ticks: list[datetime] = []
+    while at <= datetime(2026, 11, 2, 2, tzinfo=UTC):
+        if at in busy or at >= datetime(2026, 11, 1, 12, tzinfo=UTC):
+            ticks.append(at)
+        at += HOUR
+    return ticks
+
+
+def register_users(sandbox: SandboxHandle, database_url: str, month: Month, tmp_path: Path) -> None:
+    """The month's users, in our registry and at Spark (`users import` pushes them)."""
+    documents = []
+    for n, user in enumerate(month.users):
+        resources = tuple(
+            (t.resource_id, "Charger" if t.quarter_hourly else "HVAC")
+            for t in month.targets
+            if t.user_id == user
+        )
+        documents.append(user_document(user, mpids=(f"7070575{n:011d}",), resources=resources))
+    path = write_json(tmp_path / "users.json", documents)
+    cli_json(database_url, "users", "import", str(path), sandbox=sandbox)
+
+
+@dataclass
+class Played:
+    """What happened while playing the month, beyond the sandbox's record."""
+
+    deletions: dict[str, datetime] = field(default_factory=dict)
+    sweeps: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+
+
+def run_month(sandbox: SandboxHandle, database_url: str, month: Month, tmp_path: Path) -> Played:
+    register_users(sandbox, database_url, month, tmp_path)
+    set_report_faults(
+        sandbox,
+        errorRate=month.size.fault_rate,
+        status500Share=1,
+        status429Share=1,
+        lostAnswerShare=1,
+        lostAnswerMode="drop",
+        seed=month.size.seed,
+    )
+    played = Played()
+    created = defaultdict(list)
+    for planned in month.curves:
+        created[planned.created_at.astimezone(UTC)].append(planned)
+    with SparkClient(
+        sandbox.base_url, sandbox.token_url, sandbox.client_id, sandbox.client_secret
+    ) as client:
+        for now in month.ticks:
+            for planned in created.get(now, []):
+                pairs = [(t.resource_id, t.location_id) for t in planned.targets]
+                event = curve(sandbox, database_url, pairs, planned.starts,
+                              created_at=now, price=planned.price)  # fmt: skip
+                planned.event_id = event.event_id
+            if now in month.arrivals:
+                rows_ = [r.row() for r in month.arrivals[now]]
+                path = write_readings(tmp_path / f"{now:%m%d%H}.csv", rows_)
+                import_readings(database_url, path, now=now)
+            if now == month.deleted_at:
+                _delete(sandbox, database_url, month.deleted_user, now)
+                played.deletions[month.deleted_user] = now
+            if now == month.deferred_at:
+                _delete(sandbox, database_url, month.deferred_user, now, "--at-month-end")
+            sandbox.control.set_clock(now, frozen=True)
+            cli_json(database_url, "reports", "send", "--due", "--now", utc(now), sandbox=sandbox)
+            played.sweeps += 1
+            # Beat's hourly users.run_due_deletions, at the same `now`.
+            with connect(database_url) as conn:
+                for result in run_due_deletions(conn, client, now=now, tz=OSLO):
+                    if result.outcome == "deleted":
+                        played.deletions[result.user_id] = now
+    played.faults = dict(sandbox.control.report_faults()["drawn"])
+    sandbox.control.clear_report_faults()
+    return played
+
+
+def _delete(
+    sandbox: SandboxHandle, database_url: str, user_id: str, now: datetime, *args: str
+) -> None:
+    cli_json(database_url, "users", "delete", user_id, "--yes", *args, "--now", utc(now),
+             sandbox=sandbox)  # fmt: skip
+
+
+# The independent computation
+
+
+Key = tuple[str, str, str, datetime]  # event id, resource id, location id, period start
+
+
+def _versions(month: Month) -> dict[str, list[tuple[datetime, Reading]]]:
+    """Every reading id's versions in the order they were sent (the last one counts)."""
+    versions: dict[str, list[tuple[datetime, Reading]]] = defaultdict(list)
+    for arrival in sorted(month.arrivals):
+        for item in month.arrivals[arrival]:
+            versions[item.reading_id].append((arrival, item))
+    return versions
+
+
+def _owners(month: Month) -> dict[tuple[str, datetime], PlannedCurve]:
+    """Which curve each (resource, period) belongs to: the newest that targets the resource
+    and has the period (all periods here are whole hours, so a period is covered entirely
+    or not at all)."""
+    owners: dict[tuple[str, datetime], PlannedCurve] = {}
+    for planned in sorted(month.curves, key=lambda c: c.created_at):
+        for target in planned.targets:
+            for start in planned.starts:
+                owners[(target.resource_id, start.astimezone(UTC))] = planned
+    return owners
+
+
+def expected_energy(
+    month: Month, built_at: dict[str, datetime], deletions: dict[str, datetime]
+) -> dict[Key, float]:
+    """Per (event, target, period), the kWh of the readings known when the event's report
+    was built; periods without energy are left out, and so are the targets of a user deleted
+    before the report was built (README: Spark refuses them, they are left out)."""
+    by_resource: dict[str, list[Reading]] = defaultdict(list)
+    known: dict[str, list[tuple[datetime, Reading]]] = _versions(month)
+    for history in known.values():
+        by_resource[history[0][1].target.resource_id].append(history[0][1])
+    owners = _owners(month)
+    energy: dict[Key, float] = defaultdict(float)
+    for (resource_id, start), planned in owners.items():
+        built = built_at.get(planned.event_id)
+        if built is None:
+            continue
+        user_id = resource_id.rsplit("-", 1)[0]
+        if user_id in deletions and built >= deletions[user_id]:
+            continue
+        for item in by_resource.get(resource_id, []):
+            if not (start <= item.start and item.end <= start + HOUR):
+                continue
+            seen = [r for arrival, r in known[item.reading_id] if arrival <= built]
+            if not seen:
+                continue
+            target = seen[-1].target
+            energy[(planned.event_id, resource_id, target.location_id, start)] += seen[-1].kwh
+    return {key: kwh for key, kwh in energy.items() if kwh > 0}
+
+
+@dataclass
+class Outcome:
+    events: int
+    changed: int
+    targets: int
+    locations: int
+    reports: int
+    resent_bodies: int
+    points: int
+    kwh: float
+    max_wait: timedelta
+    waits: dict[str, timedelta]
+    wrong: list[str]
+    missing: list[Key]
+    over: list[Key]
+    duplicated: list[Key]
+    after_deletion: list[str]
+    statuses: Counter[str]
+    lost_answers: int
+
+    def summary(self, month: Month, played: Played) -> str:
+        kinds = month.kinds
+        deletions = ", ".join(
+            f"{user} at {when:%m-%d %H:%M}Z" for user, when in sorted(played.deletions.items())
+        )
+        faults = ", ".join(f"{k} {v}" for k, v in sorted(played.faults.items()) if v)
+        lines = [
+            f"simulated month: October 2026 (Europe/Oslo, summer time ends on the 25th) into "
+            f"November; days with curves {len(month.size.days)}, sweeps {played.sweeps}",
+            f"targets: {self.targets} resources at {self.locations} locations, "
+            f"{month.eligibility_changes} eligibility changes",
+            f"events: {self.events} price curves ({self.changed} changed later the day)",
+            f"readings: {kinds['readings']} (15 min and 1 h); late {kinds['late']}, after the "
+            f"report {kinds['after the report']}, silent {kinds['silent']}, sent again "
+            f"{kinds['sent again']}, corrected {kinds['corrected']}, twice in one file "
+            f"{kinds['twice in one file']}",
+            f"reports accepted: {self.reports} (+{self.resent_bodies} identical re-sends after "
+            f"lost answers); ledger {dict(sorted(self.statuses.items()))}",
+            f"energy: {self.points} (event, target, period) points, {self.kwh:.4f} kWh, "
+            f"each equal to the independent sum (1e-6)",
+            f"max wait from event end to acceptance: {self.max_wait / HOUR:.1f} h "
+            f"(SPARK_REPORT_MAX_WAIT {MAX_WAIT / HOUR:.0f} h)",
+            f"deletions: {deletions}; reported after deletion: {len(self.after_deletion)}",
+            f"faults injected on POST /reports: {faults or 'none'}",
+            f"lost {len(self.missing)}, over-reported {len(self.over)}, wrong "
+            f"{len(self.wrong)}, duplicated {len(self.duplicated)}",
+        ]
+        return "\n".join(lines)
+
+
+def check_month(sandbox: SandboxHandle, database_url: str, month: Month, played: Played) -> Outcome:
+    ledger = rows(
+        database_url,
+        "SELECT event_id, part, status, built_at, attempts FROM reports WHERE kind = 'energy'",
+    )
+    built_at: dict[str, datetime] = {}
+    for row in ledger:
+        if row["built_at"] is not None:
+            event_id = row["event_id"]
+            built_at[event_id] = max(row["built_at"], built_at.get(event_id, row["built_at"]))
+    record = sandbox.control.reports()
+    accepted = [r for r in record["reports"] if r["kind"] == "energy"]
+    # Distinct bodies: an identical body accepted again is the same report sent again after
+    # a lost answer (the same Idempotency-Key); Spark counts the latest.
+    bodies: dict[str, dict[str, Any]] = {}
+    for report in accepted:
+        bodies.setdefault(report["rawBody"], report)
+    reported: dict[Key, list[float]] = defaultdict(list)
+    first_accepted: dict[str, datetime] = {}
+    after_deletion: list[str] = []
+    for raw, report in bodies.items():
+        event_id = report["eventId"]
+        at = datetime.fromisoformat(report["createdAt"])
+        first_accepted[event_id] = min(at, first_accepted.get(event_id, at))
+        for payload in json.loads(raw)["payloads"]:
+            for point in payload.get("points") or []:
+                start = datetime.fromisoformat(point["timestamp"]).astimezone(UTC)
+                key = (event_id, payload["resourceId"], payload["locationId"], start)
+                reported[key].append(float(point["kiloWattHours"]))
+            for user, deleted in played.deletions.items():
+                if payload["resourceId"].startswith(user + "-") and at > deleted:
+                    after_deletion.append(f"{event_id} {payload['resourceId']} at {at}")
+    expected = expected_energy(month, built_at, played.deletions)
+    wrong = [
+        f"{key}: reported {values}, expected {expected[key]}"
+        for key, values in reported.items()
+        if key in expected and abs(values[0] - expected[key]) > EXACT
+    ]
+    over = [k for k, v in reported.items() if k not in expected and any(x > EXACT for x in v)]
+    missing = [key for key in expected if key not in reported]
+    duplicated = [key for key, values in reported.items() if len(values) > 1]
+    ends = {c.event_id: c.end for c in month.curves}
+    waits = {e: at - ends[e] for e, at in first_accepted.items()}
+    return Outcome(
+        events=len(month.curves),
+        changed=sum(c.changed for c in month.curves),
+        targets=len({k[1] for k in reported}),
+        locations=len({k[2] for k in reported}),
+        reports=len(bodies),
+        resent_bodies=len(accepted) - len(bodies),
+        points=sum(1 for v in reported.values() if v[0] > 0),
+        kwh=sum(v[0] for v in reported.values()),
+        max_wait=max(waits.values()),
+        waits=waits,
+        wrong=wrong,
+        missing=missing,
+        over=over,
+        duplicated=duplicated,
+        after_deletion=after_deletion,
+        statuses=Counter(row["status"] for row in ledger),
+        lost_answers=record["lostAnswers"],
+    )
+
+
+def assert_month(outcome: Outcome, month: Month, played: Played, attempts: dict[str, int]) -> None:
+    """What the month must show: every (event, target, period) with energy reported once and
+    exactly; nothing over-reported or reported for a user after their deletion; every report
+    accepted within SPARK_REPORT_MAX_WAIT of its event's end plus an hour per attempt (the
+    sweeps run hourly; a failed attempt waits for the next); none missed."""
+    assert outcome.wrong == []
+    assert outcome.missing == []
+    assert outcome.over == []
+    assert outcome.duplicated == []
+    assert outcome.after_deletion == []
+    assert set(outcome.statuses) <= {"sent", "empty"}, outcome.statuses
+    late = {
+        event_id: wait
+        for event_id, wait in outcome.waits.items()
+        if wait > MAX_WAIT + HOUR * attempts[event_id]
+    }
+    assert late == {}
+    assert set(played.deletions) == {month.deleted_user, month.deferred_user}
+    assert played.deletions[month.deleted_user] == month.deleted_at
+    # The deferred user goes once October is over everywhere: UTC's month end plus the grace.
+    assert played.deletions[month.deferred_user] >= datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def attempts_by_event(database_url: str) -> dict[str, int]:
+    """The POST attempts of each event's energy report(s), from the ledger."""
+    found = rows(
+        database_url,
+        "SELECT event_id, max(attempts) AS attempts FROM reports WHERE kind = 'energy'"
+        " GROUP BY event_id",
+    )
+    return {row["event_id"]: int(row["attempts"]) for row in found}
