@@ -871,13 +871,22 @@ WITH targets AS (
     CROSS JOIN consumption_bounds b
     GROUP BY b.longest_reading
 ), nearby AS (
-    -- The readings that may overlap the event: a range of the BRIN index on start_at.
+    -- The readings that may count for a target: in the event's span (a range of the BRIN
+    -- index on start_at), of its resources, its locations' own meters, the resources our
+    -- registry has at its locations, or naming one of its locations. Filtered here, in one
+    -- pass, so that the joins with the periods below are small.
     SELECT r.resource_id, r.location_id, r.start_at, r.end_at, r.kwh
     FROM readings r
     CROSS JOIN span
     WHERE r.start_at > span.earliest_start
       AND r.start_at < span.last_end
       AND r.end_at > span.first_start
+      AND (r.resource_id IN (SELECT coalesce(resource_id, location_id) FROM targets)
+           OR r.location_id IN (SELECT location_id FROM targets WHERE resource_id IS NULL)
+           OR r.resource_id IN (
+                  SELECT res.resource_id
+                  FROM resources res
+                  JOIN targets t ON t.location_id = res.location_id AND t.resource_id IS NULL))
 ), resource_sums AS (
     SELECT p.target_no, p.period_start,
            sum(kwh_in_span(r.kwh, r.start_at, r.end_at, p.period_start, p.period_end)) AS kwh

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from shared.db import connect
 from tests.fixtures.sandbox import SandboxHandle
 from tests.lpc.energy import store_lpc_event
@@ -24,7 +26,7 @@ from tests.reports.support import (
     report_rows,
     write_readings,
 )
-from worker.reports.ledger import ReportRules, sweep
+from worker.reports.ledger import NotEnded, ReportRules, make_event_due, sweep
 from worker.reports.lpc_energy import energy_body
 
 RULES = ReportRules(timezone=OSLO)
@@ -265,3 +267,23 @@ def test_it_makes_lpc_energy_reports_due_like_price_curves_in_their_resources_zo
     assert final[unknown] == ("due", "final")
     # Oslo's March ended (plus the grace) with it unsent; Helsinki's April is far off.
     assert missed == {finnish: ("due", "complete"), unknown: ("missed", "final")}
+
+
+def test_it_sends_an_lpc_events_report_by_hand_only_once_it_ended_unless_told(
+    database_url: str,
+) -> None:
+    event_id = store_lpc_event(
+        database_url, "resource", resource_target("r-1", "loc-1"), received_at=T10 - HOUR
+    )
+    during = T10 + 3 * HOUR
+
+    with connect(database_url) as conn:
+        with pytest.raises(NotEnded) as refused:
+            make_event_due(conn, event_id, RULES, now=during)
+        made = make_event_due(conn, event_id, RULES, now=during, before_end=True)
+
+    # The second two-hour period, 12:00-14:00, has not ended at 13:00.
+    assert refused.value.unknown == [T10 + 2 * HOUR]
+    assert (made.parts, made.unknown_periods) == ([1], [T10 + 2 * HOUR])
+    (row,) = report_rows(database_url, event_id)
+    assert (row["kind"], row["status"], row["due_reason"]) == ("lpc_energy", "due", "manual")
