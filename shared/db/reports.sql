@@ -514,22 +514,61 @@ LIMIT %(limit)s;
 
 -- name: month_reports_waiting
 -- Reports that have ended and wait for readings, with the targets whose readings do not reach
--- the end of the event yet (what holds each one).
-SELECT r.month, r.event_id, r.last_period_end,
-       r.last_period_end + %(max_wait)s::interval AS due_by,
-       count(*) FILTER (WHERE cv.data_until IS NULL OR cv.data_until < r.last_period_end)
-           AS holding_count,
-       -- The first few by name: an event may have 100,000 targets.
-       (array_agg(t.resource_id || '@' || t.location_id ORDER BY t.resource_id, t.location_id)
-           FILTER (WHERE cv.data_until IS NULL OR cv.data_until < r.last_period_end))[1:%(shown)s]
-           AS holding
-FROM reports r
-JOIN price_curve_targets t ON t.event_id = r.event_id
-LEFT JOIN consumption_coverage cv ON cv.resource_id = t.resource_id
-WHERE r.status = 'pending' AND r.last_period_end <= %(now)s
-  AND (%(month)s::date IS NULL OR r.month = %(month)s)
-GROUP BY r.month, r.event_id, r.last_period_end
-ORDER BY r.month, r.last_period_end, r.event_id
+-- the end of the event yet (what holds each one). An LPC event's targets (kind lpc_energy) are
+-- held as promote_due_reports counts them covered, and named resource@location, or for a
+-- location target meterPoint@location.
+SELECT *
+FROM (
+    SELECT r.month, r.event_id, r.last_period_end,
+           r.last_period_end + %(max_wait)s::interval AS due_by,
+           count(*) FILTER (WHERE cv.data_until IS NULL OR cv.data_until < r.last_period_end)
+               AS holding_count,
+           -- The first few by name: an event may have 100,000 targets.
+           (array_agg(t.resource_id || '@' || t.location_id ORDER BY t.resource_id, t.location_id)
+               FILTER (WHERE cv.data_until IS NULL OR cv.data_until < r.last_period_end))[1:%(shown)s]
+               AS holding
+    FROM reports r
+    JOIN price_curve_targets t ON t.event_id = r.event_id
+    LEFT JOIN consumption_coverage cv ON cv.resource_id = t.resource_id
+    WHERE r.kind = 'energy' AND r.status = 'pending' AND r.last_period_end <= %(now)s
+      AND (%(month)s::date IS NULL OR r.month = %(month)s)
+    GROUP BY r.month, r.event_id, r.last_period_end
+    UNION ALL
+    SELECT r.month, r.event_id, r.last_period_end,
+           r.last_period_end + %(max_wait)s::interval AS due_by,
+           count(*) FILTER (WHERE NOT h.covered) AS holding_count,
+           (array_agg(coalesce(t.resource_id, t.meter_point_id) || '@' || t.location_id
+                      ORDER BY t.target_no)
+               FILTER (WHERE NOT h.covered))[1:%(shown)s] AS holding
+    FROM reports r
+    JOIN lpc_targets t ON t.event_id = r.event_id
+    CROSS JOIN LATERAL (
+        SELECT coalesce(own.data_until >= r.last_period_end, false)
+               OR (t.resource_id IS NULL
+                   AND EXISTS (
+                       SELECT 1 FROM resources res
+                       LEFT JOIN locations loc ON loc.location_id = t.location_id
+                       WHERE res.location_id = t.location_id
+                         AND coalesce(res.meter_point_id, loc.meter_point_ids[1],
+                                      t.meter_point_id) = t.meter_point_id)
+                   AND NOT EXISTS (
+                       SELECT 1 FROM resources res
+                       LEFT JOIN locations loc ON loc.location_id = t.location_id
+                       LEFT JOIN consumption_coverage cv ON cv.resource_id = res.resource_id
+                       WHERE res.location_id = t.location_id
+                         AND coalesce(res.meter_point_id, loc.meter_point_ids[1],
+                                      t.meter_point_id) = t.meter_point_id
+                         AND (cv.data_until IS NULL OR cv.data_until < r.last_period_end)))
+               AS covered
+        FROM (SELECT 1) AS one
+        LEFT JOIN consumption_coverage own
+          ON own.resource_id = coalesce(t.resource_id, t.location_id)
+    ) h
+    WHERE r.kind = 'lpc_energy' AND r.status = 'pending' AND r.last_period_end <= %(now)s
+      AND (%(month)s::date IS NULL OR r.month = %(month)s)
+    GROUP BY r.month, r.event_id, r.last_period_end
+) AS waiting
+ORDER BY month, last_period_end, event_id
 LIMIT %(limit)s;
 
 -- name: users_due_for_compensation

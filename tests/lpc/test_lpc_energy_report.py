@@ -26,6 +26,7 @@ from tests.reports.support import (
     report_rows,
     write_readings,
 )
+from worker.reports.deadlines import month_views
 from worker.reports.ledger import NotEnded, ReportRules, make_event_due, sweep
 from worker.reports.lpc_energy import energy_body
 
@@ -252,6 +253,9 @@ def test_it_makes_lpc_energy_reports_due_like_price_curves_in_their_resources_zo
 
     settling = states(end + HOUR)
     settled = states(end + 2 * HOUR)
+    with connect(database_url) as conn:
+        views = month_views(conn, RULES, now=end + 2 * HOUR)
+    waiting = {w.event_id: w.holding for view in views for w in view.waiting}
     (fi_row,) = report_rows(database_url, finnish)
     (oslo_row,) = report_rows(database_url, unknown)
     # The final sweeps of Oslo's March: six hours before its end plus the day of grace.
@@ -264,6 +268,8 @@ def test_it_makes_lpc_energy_reports_due_like_price_curves_in_their_resources_zo
     assert (oslo_row["zone"], f"{oslo_row['month']:%Y-%m}") == ("Europe/Oslo", "2026-03")
     assert settling == {finnish: ("pending", None), unknown: ("pending", None)}
     assert settled == {finnish: ("due", "complete"), unknown: ("pending", None)}
+    # What holds it, as `reports deadlines` shows: the location's meter point.
+    assert waiting == {unknown: ["M-h@hytte"]}
     assert final[unknown] == ("due", "final")
     # Oslo's March ended (plus the grace) with it unsent; Helsinki's April is far off.
     assert missed == {finnish: ("due", "complete"), unknown: ("missed", "final")}
