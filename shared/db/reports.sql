@@ -660,8 +660,8 @@ SELECT
            END) AS pending;
 
 -- name: reports_waiting_for_readings
--- Whether a pending report (or a curve not planned yet) has ended and settled, so that new
--- readings may complete it: then storing readings is followed by a sweep.
+-- Whether a pending report (or a curve or LPC event not planned yet) has ended and settled, so
+-- that new readings may complete it: then storing readings is followed by a sweep.
 SELECT EXISTS (
            SELECT 1 FROM reports
            WHERE status = 'pending' AND last_period_end + %(settle)s <= %(now)s)
@@ -671,6 +671,14 @@ SELECT EXISTS (
              AND c.last_period_end + %(settle)s <= %(now)s
              AND c.last_period_end > %(now)s - interval '62 days'
              AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.event_id = c.event_id))
+       OR EXISTS (
+           SELECT 1 FROM lpc_events e
+           WHERE e.kind IN ('resource', 'location')
+             AND e.last_period_end + %(settle)s <= %(now)s
+             AND e.last_period_end > %(now)s - interval '62 days'
+             AND NOT EXISTS (
+                 SELECT 1 FROM reports r
+                 WHERE r.event_id = e.event_id AND r.kind = 'lpc_energy'))
        AS waiting;
 
 -- name: set_local_setting

@@ -27,7 +27,13 @@ from tests.reports.support import (
     write_readings,
 )
 from worker.reports.deadlines import month_views
-from worker.reports.ledger import NotEnded, ReportRules, make_event_due, sweep
+from worker.reports.ledger import (
+    NotEnded,
+    ReportRules,
+    make_event_due,
+    sweep,
+    waiting_for_readings,
+)
 from worker.reports.lpc_energy import energy_body
 
 RULES = ReportRules(timezone=OSLO)
@@ -293,3 +299,18 @@ def test_it_sends_an_lpc_events_report_by_hand_only_once_it_ended_unless_told(
     assert (made.parts, made.unknown_periods) == ([1], [T10 + 2 * HOUR])
     (row,) = report_rows(database_url, event_id)
     assert (row["kind"], row["status"], row["due_reason"]) == ("lpc_energy", "due", "manual")
+
+
+def test_it_has_new_readings_followed_by_a_sweep_once_an_unplanned_lpc_event_settled(
+    database_url: str,
+) -> None:
+    store_lpc_event(
+        database_url, "resource", resource_target("r-1", "loc-1"), received_at=T10 - HOUR
+    )
+    end = T10 + 4 * HOUR
+
+    with connect(database_url) as conn:
+        settling = waiting_for_readings(conn, RULES, now=end + HOUR)
+        settled = waiting_for_readings(conn, RULES, now=end + 2 * HOUR)
+
+    assert (settling, settled) == (False, True)
