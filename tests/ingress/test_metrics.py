@@ -66,12 +66,16 @@ def test_it_sums_the_counts_of_all_four_gunicorn_processes(served: IngressServer
         assert webhooks(found, "unsigned") == 10
         assert webhooks(found, "too_large") == 5
         assert webhooks(found, "unavailable") == 0
-        assert found[
-            ("spark_partner_ingress_consumption_batches_total", (("outcome", "unauthorized"),))
-        ] == 1
-        assert found[
-            ("spark_partner_ingress_time_to_queue_seconds_count", (("route", "webhook"),))
-        ] == 60
+        assert (
+            found[
+                ("spark_partner_ingress_consumption_batches_total", (("outcome", "unauthorized"),))
+            ]
+            == 1
+        )
+        assert (
+            found[("spark_partner_ingress_time_to_queue_seconds_count", (("route", "webhook"),))]
+            == 60
+        )
     assert served.redis.llen("ingest") == 60
 
 

@@ -1,16 +1,22 @@
-"""A simulated month of price curves, readings and reports, and an independent check of what
-the sandbox accepted.
+"""A simulated month of price curves, LPC events, readings and reports, and an independent
+check of what the sandbox accepted.
 
 `plan_month(size)` generates the month from a seed: users and their targets, daily curves per
-neighbourhood (some changed later the day), eligibility changes, readings at 15-minute and
-hourly resolution with their arrival times (on time, late, after the report, sent again,
-corrected, twice in one file), one user deleted mid-month and one deferred to the month's end.
-`run_month` plays it hour by hour on both clocks: the sandbox's (frozen at each hour) and our
-CLI's `--now` (curves made by the sandbox and stored as the worker stores them, `consumption
-import`, `users delete`, `reports send --due`, and the beat's `users.run_due_deletions`).
+neighbourhood (some changed later the day: a new event that takes over all but the first
+period), eligibility changes (a few users leave or join their neighbourhood's curves from a
+day on), an LPC event of each kind (resource, location), readings at 15-minute and hourly
+resolution with their arrival times (on time, late, after the report was built, never, sent
+again, corrected, twice in one file), one user deleted mid-month and one deferred to the
+month's end. `run_month` plays it hour by hour on both clocks: the sandbox's (frozen at each
+hour) and our CLI's and tasks' `now` (events made by the sandbox and stored as the worker's
+handlers store them, `consumption import`, `users delete [--at-month-end]`, `reports send
+--due`, and the beat's LPC acknowledgement sweep and `users.run_due_deletions`).
 `check_month` computes every (event, target, period)'s energy in plain Python from the
-generated readings, as known when each report was built (the ledger's `built_at`), and
-compares it with the sandbox's record of accepted reports.
+generated readings, as known when each report was built (the ledger's `built_at`: readings
+after that are not reported, corrections being off by default), and compares it with the
+sandbox's record of accepted reports. A body accepted twice, byte for byte, is one report sent
+again after a lost answer (same Idempotency-Key); the same (event, target, period) in two
+different bodies is a duplicate.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 from shared.db import connect
 from shared.spark_api import SparkClient
 from tests.fixtures.sandbox import SandboxHandle
+from tests.lpc.energy import store_lpc_event
 from tests.reports.support import (
     HOUR,
     OSLO,
@@ -40,6 +47,9 @@ from tests.reports.support import (
     write_readings,
 )
 from tests.users.helpers import user_document, write_json
+from worker.lpc import ack
+from worker.lpc.ack import plan_ack
+from worker.lpc.payload import Kind
 from worker.users.deletion import run_due_deletions
 
 MAX_WAIT = timedelta(hours=24)  # SPARK_REPORT_MAX_WAIT's default
@@ -83,6 +93,9 @@ class Target:
 
 @dataclass
 class PlannedCurve:
+    """A price curve, or an LPC event (`kind` "resource" or "location", with two-hour
+    periods; a location event's `targets` are the resources at its locations)."""
+
     key: str  # ours, until the sandbox gives the event its id
     created_at: datetime
     starts: list[datetime]
@@ -90,10 +103,12 @@ class PlannedCurve:
     price: float
     changed: bool = False
     event_id: str = ""
+    kind: str = "curve"
+    period: timedelta = HOUR
 
     @property
     def end(self) -> datetime:
-        return self.starts[-1] + HOUR
+        return self.starts[-1] + self.period
 
 
 @dataclass(frozen=True)
@@ -121,6 +136,7 @@ class Month:
     users: list[str]
     targets: list[Target]
     curves: list[PlannedCurve]
+    lpc: list[PlannedCurve]
     # Readings by the (whole) hour they arrive at, in the order they are sent.
     arrivals: dict[datetime, list[Reading]]
     deleted_user: str
@@ -165,14 +181,35 @@ def plan_month(size: Size) -> Month:
             if members:
                 curves += _day_curves(rng, size, day, group, members, last=day == days[-1])
     changes = sum(len(v) < len(days) for v in eligible.values())
+    lpc = _plan_lpc(targets, days[0])
     kinds: Counter[str] = Counter()
     arrivals = _plan_readings(
-        rng, targets, curves=curves, kinds=kinds, deleted_user=deleted_user, deleted_at=deleted_at
-    )
-    return Month(
-        size, users, targets, curves, arrivals, deleted_user, deleted_at, deferred_user,
-        deferred_at, _ticks(curves, set(arrivals) | {deleted_at, deferred_at}), kinds, changes,
+        rng, targets, curves=curves + lpc, kinds=kinds, deleted_user=deleted_user,
+        deleted_at=deleted_at,
     )  # fmt: skip
+    moments = set(arrivals) | {deleted_at, deferred_at}
+    return Month(
+        size, users, targets, curves, lpc, arrivals, deleted_user, deleted_at, deferred_user,
+        deferred_at, _ticks(curves + lpc, moments), kinds, changes,
+    )  # fmt: skip
+
+
+def _plan_lpc(targets: list[Target], day: datetime) -> list[PlannedCurve]:
+    """An LPC event of each kind for `day`'s two two-hour periods from 16:00, sent at 18:00
+    the day before: one capping three resources, one two locations (behind their meters)."""
+    starts = [day.replace(hour=16).astimezone(UTC), day.replace(hour=18).astimezone(UTC)]
+    created = (day - timedelta(days=1)).replace(hour=18)
+    # Users 0 and 1 are deleted; the others' first resources, and two more users' homes.
+    resources = [t for t in targets if t.user_id >= "sim-002" and t.resource_id.endswith("-r0")]
+    homes = {t.location_id for t in targets if t.user_id >= "sim-005"}
+    at_homes = [t for t in targets if t.location_id in sorted(homes)[:2]]
+    two_hours = 2 * HOUR
+    return [
+        PlannedCurve("lpc-resources", created, starts, resources[:3], 0.0, kind="resource",
+                     period=two_hours),
+        PlannedCurve("lpc-locations", created, starts, at_homes, 0.0, kind="location",
+                     period=two_hours),
+    ]  # fmt: skip
 
 
 def _eligibility(
@@ -349,13 +386,16 @@ def run_month(sandbox: SandboxHandle, database_url: str, month: Month, tmp_path:
     )
     played = Played()
     created = defaultdict(list)
-    for planned in month.curves:
+    for planned in month.curves + month.lpc:
         created[planned.created_at.astimezone(UTC)].append(planned)
     with SparkClient(
         sandbox.base_url, sandbox.token_url, sandbox.client_id, sandbox.client_secret
     ) as client:
         for now in month.ticks:
             for planned in created.get(now, []):
+                if planned.kind != "curve":
+                    planned.event_id = _lpc_event(sandbox, database_url, planned, now)
+                    continue
                 pairs = [(t.resource_id, t.location_id) for t in planned.targets]
                 event = curve(sandbox, database_url, pairs, planned.starts,
                               created_at=now, price=planned.price)  # fmt: skip
@@ -372,14 +412,54 @@ def run_month(sandbox: SandboxHandle, database_url: str, month: Month, tmp_path:
             sandbox.control.set_clock(now, frozen=True)
             cli_json(database_url, "reports", "send", "--due", "--now", utc(now), sandbox=sandbox)
             played.sweeps += 1
-            # Beat's hourly users.run_due_deletions, at the same `now`.
+            # Beat's lpc.sweep_acks (every minute) and hourly users.run_due_deletions, at
+            # the same `now`.
             with connect(database_url) as conn:
+                ack.sweep(conn, now=now)
+                ack.send_due(conn, client, now=now)
                 for result in run_due_deletions(conn, client, now=now, tz=OSLO):
                     if result.outcome == "deleted":
                         played.deletions[result.user_id] = now
     played.faults = dict(sandbox.control.report_faults()["drawn"])
     sandbox.control.clear_report_faults()
     return played
+
+
+def mpid(user_id: str) -> str:
+    return f"7070575{int(user_id[-3:]):011d}"
+
+
+def _lpc_event(
+    sandbox: SandboxHandle, database_url: str, planned: PlannedCurve, now: datetime
+) -> str:
+    """An LPC event made by the sandbox at `now` and stored as the worker's handler stores it
+    (its acknowledgement planned); its id."""
+    sandbox.control.set_clock(now, frozen=True)
+    points = [{"maxPowerInKiloWatts": 3.5, "timestamp": utc(start)} for start in planned.starts]
+    if planned.kind == "resource":
+        path, key = "resources", "resources"
+        items: list[dict[str, Any]] = [
+            {"resource": {"locationId": t.location_id, "resourceId": t.resource_id,
+                          "meterPointId": mpid(t.user_id)}, "points": points}
+            for t in planned.targets
+        ]  # fmt: skip
+    else:
+        path, key = "locations", "locations"
+        homes = sorted({(t.location_id, mpid(t.user_id)) for t in planned.targets})
+        items = [
+            {"location": {"locationId": loc, "meterPointId": meter}, "points": points}
+            for loc, meter in homes
+        ]
+    answer = sandbox.api("POST", f"/simulation/events/lpc/{path}", json={key: items})
+    assert answer.status_code == 200, answer.text
+    event = answer.json()["simulatedEvent"]
+    kind: Kind = "resource" if planned.kind == "resource" else "location"
+    event_id = store_lpc_event(
+        database_url, kind, *event["payload"]["targets"], received_at=now, event_id=event["id"]
+    )
+    with connect(database_url) as conn, conn.transaction():
+        plan_ack(conn, event_id, received_at=now, within=timedelta(minutes=15))
+    return event_id
 
 
 def _delete(
@@ -443,12 +523,30 @@ def expected_energy(
                 continue
             target = seen[-1].target
             energy[(planned.event_id, resource_id, target.location_id, start)] += seen[-1].kwh
+    for planned in month.lpc:
+        built = built_at.get(planned.event_id)
+        if built is None:
+            continue
+        for target in planned.targets:
+            for start in planned.starts:
+                kwh = sum(
+                    seen[-1].kwh
+                    for item in by_resource.get(target.resource_id, [])
+                    if start <= item.start and item.end <= start + planned.period
+                    for seen in [[r for a, r in known[item.reading_id] if a <= built]]
+                    if seen
+                )
+                resource_id = target.resource_id if planned.kind == "resource" else ""
+                energy[(planned.event_id, resource_id, target.location_id, start)] += kwh
     return {key: kwh for key, kwh in energy.items() if kwh > 0}
 
 
 @dataclass
 class Outcome:
     events: int
+    lpc_events: int
+    acks: dict[str, int]
+    lpc_points: int
     changed: int
     targets: int
     locations: int
@@ -475,16 +573,20 @@ class Outcome:
         lines = [
             f"simulated month: October 2026 (Europe/Oslo, summer time ends on the 25th) into "
             f"November; days with curves {len(month.size.days)}, sweeps {played.sweeps}",
-            f"targets: {self.targets} resources at {self.locations} locations, "
+            f"targets: {len(month.targets)} resources at {len(month.users)} locations "
+            f"({self.targets} and {self.locations} with energy reported), "
             f"{month.eligibility_changes} eligibility changes",
-            f"events: {self.events} price curves ({self.changed} changed later the day)",
+            f"events: {self.events} price curves ({self.changed} changed later the day), "
+            f"{self.lpc_events} LPC events (resource, location): {sum(self.acks.values())} "
+            f"acknowledgements",
             f"readings: {kinds['readings']} (15 min and 1 h); late {kinds['late']}, after the "
             f"report {kinds['after the report']}, silent {kinds['silent']}, sent again "
             f"{kinds['sent again']}, corrected {kinds['corrected']}, twice in one file "
             f"{kinds['twice in one file']}",
             f"reports accepted: {self.reports} (+{self.resent_bodies} identical re-sends after "
             f"lost answers); ledger {dict(sorted(self.statuses.items()))}",
-            f"energy: {self.points} (event, target, period) points, {self.kwh:.4f} kWh, "
+            f"energy: {self.points} (event, target, period) points ({self.lpc_points} of LPC "
+            f"events), {self.kwh:.4f} kWh, "
             f"each equal to the independent sum (1e-6)",
             f"max wait from event end to acceptance: {self.max_wait / HOUR:.1f} h "
             f"(SPARK_REPORT_MAX_WAIT {MAX_WAIT / HOUR:.0f} h)",
@@ -499,7 +601,8 @@ class Outcome:
 def check_month(sandbox: SandboxHandle, database_url: str, month: Month, played: Played) -> Outcome:
     ledger = rows(
         database_url,
-        "SELECT event_id, part, status, built_at, attempts FROM reports WHERE kind = 'energy'",
+        "SELECT event_id, part, status, built_at, attempts FROM reports"
+        " WHERE kind IN ('energy', 'lpc_energy')",
     )
     built_at: dict[str, datetime] = {}
     for row in ledger:
@@ -508,6 +611,11 @@ def check_month(sandbox: SandboxHandle, database_url: str, month: Month, played:
             built_at[event_id] = max(row["built_at"], built_at.get(event_id, row["built_at"]))
     record = sandbox.control.reports()
     accepted = [r for r in record["reports"] if r["kind"] == "energy"]
+    acks = Counter(
+        r["eventId"]
+        for r in {r["rawBody"]: r for r in record["reports"]}.values()
+        if r["kind"] == "acknowledgement"
+    )
     # Distinct bodies: an identical body accepted again is the same report sent again after
     # a lost answer (the same Idempotency-Key); Spark counts the latest.
     bodies: dict[str, dict[str, Any]] = {}
@@ -523,10 +631,11 @@ def check_month(sandbox: SandboxHandle, database_url: str, month: Month, played:
         for payload in json.loads(raw)["payloads"]:
             for point in payload.get("points") or []:
                 start = datetime.fromisoformat(point["timestamp"]).astimezone(UTC)
-                key = (event_id, payload["resourceId"], payload["locationId"], start)
+                resource_id = payload.get("resourceId", "")  # none in LocationEnergyUsage
+                key = (event_id, resource_id, payload["locationId"], start)
                 reported[key].append(float(point["kiloWattHours"]))
             for user, deleted in played.deletions.items():
-                if payload["resourceId"].startswith(user + "-") and at > deleted:
+                if payload["locationId"].startswith(user + "-") and at > deleted:
                     after_deletion.append(f"{event_id} {payload['resourceId']} at {at}")
     expected = expected_energy(month, built_at, played.deletions)
     wrong = [
@@ -537,12 +646,15 @@ def check_month(sandbox: SandboxHandle, database_url: str, month: Month, played:
     over = [k for k, v in reported.items() if k not in expected and any(x > EXACT for x in v)]
     missing = [key for key in expected if key not in reported]
     duplicated = [key for key, values in reported.items() if len(values) > 1]
-    ends = {c.event_id: c.end for c in month.curves}
+    ends = {c.event_id: c.end for c in month.curves + month.lpc}
     waits = {e: at - ends[e] for e, at in first_accepted.items()}
     return Outcome(
         events=len(month.curves),
+        lpc_events=len(month.lpc),
+        acks=dict(acks),
         changed=sum(c.changed for c in month.curves),
-        targets=len({k[1] for k in reported}),
+        targets=len({k[1] for k in reported if k[1]}),
+        lpc_points=sum(1 for k in reported if k[0] in {c.event_id for c in month.lpc}),
         locations=len({k[2] for k in reported}),
         reports=len(bodies),
         resent_bodies=len(accepted) - len(bodies),
@@ -570,6 +682,8 @@ def assert_month(outcome: Outcome, month: Month, played: Played, attempts: dict[
     assert outcome.over == []
     assert outcome.duplicated == []
     assert outcome.after_deletion == []
+    # Each LPC event acknowledged once (identical re-sends after a lost answer aside).
+    assert outcome.acks == {planned.event_id: 1 for planned in month.lpc}
     assert set(outcome.statuses) <= {"sent", "empty"}, outcome.statuses
     late = {
         event_id: wait
@@ -587,7 +701,8 @@ def attempts_by_event(database_url: str) -> dict[str, int]:
     """The POST attempts of each event's energy report(s), from the ledger."""
     found = rows(
         database_url,
-        "SELECT event_id, max(attempts) AS attempts FROM reports WHERE kind = 'energy'"
+        "SELECT event_id, max(attempts) AS attempts FROM reports"
+        " WHERE kind IN ('energy', 'lpc_energy')"
         " GROUP BY event_id",
     )
     return {row["event_id"]: int(row["attempts"]) for row in found}

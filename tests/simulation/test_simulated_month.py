@@ -1,12 +1,8 @@
-"""A simulated month, reduced: 24 resources at 8 locations, curves on three days of October
-2026 (the 24th, the 25th when summer time ends, the 31st), played into November on the
-sandbox's clock and the CLI's `--now`, with faults on POST /reports. The full month (200
-resources at 50 locations, every day) is tests/faults/test_simulated_month.py; what both
-check is tests/simulation/month.py.
-
-TODO: an LPC event or two. LPC acknowledgements are on main, but an LPC event's energy report
-is not planned by the sweep yet (`lpc_energy` reports, helpers A/B); add them to the month when
-it is.
+"""A simulated month, reduced: 24 resources at 8 locations, price curves on three days of
+October 2026 (the 24th, the 25th when summer time ends, the 31st) and an LPC event of each
+kind, played into November on the sandbox's clock and the CLI's `--now`, with faults on POST
+/reports (500, 429, lost answers). The full month (200 resources at 50 locations, every day)
+is tests/faults/test_simulated_month.py; what both play and check is tests/simulation/month.py.
 """
 
 from __future__ import annotations

@@ -105,9 +105,7 @@ def test_it_stores_a_new_event_runs_its_handler_once_and_sends_its_follow_up(
     assert first.status == "processed"
     assert second.outcome == "duplicate"
     assert not second.conflict
-    assert queued(redis_url, SPARK_QUEUE) == [
-        (FOLLOW_UP_TASK, {"event_id": document["eventId"]})
-    ]
+    assert queued(redis_url, SPARK_QUEUE) == [(FOLLOW_UP_TASK, {"event_id": document["eventId"]})]
     assert _count(db, "events") == 1
     assert _count(db, "event_deliveries") == 2
     assert _count(db, "handled") == 1
@@ -259,9 +257,7 @@ def test_it_replays_a_dead_letter_that_a_fix_made_readable(db: Connection, inbox
     assert inbox.replay_dead_letter(999_999, "replay-3") is None
 
 
-def test_it_tolerates_unknown_fields_and_both_timestamp_forms(
-    db: Connection, inbox: Inbox
-) -> None:
+def test_it_tolerates_unknown_fields_and_both_timestamp_forms(db: Connection, inbox: Inbox) -> None:
     document = notification(futureField={"nested": True})
     document["eventCreatedAtUtc"] = "2024-09-12T13:48:47Z"
     document["payload"]["extra"] = 1
