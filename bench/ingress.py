@@ -1,6 +1,6 @@
 """B1, ingress overhead: the real ingress against a bare Flask app that answers 204.
 
-Both apps run under gunicorn with ingress/gunicorn_conf.py (gthread), each on a free loopback
+Both apps run under gunicorn with ingress/gunicorn_conf.py (gevent), each on a free loopback
 port, and receive the same 1 KiB signed Spark notification on POST /webhooks/spark. A closed
 loop load generator (one process, persistent keep-alive connections, like `wrk -t1 -c16`)
 drives them in turn, baseline then candidate, for --rounds rounds. The ratio of the two

@@ -17,6 +17,7 @@ from flask import Flask, Response, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from ingress.body_timeout import BodyTimeout
 from ingress.consumption import consumption_blueprint
 from ingress.metrics import install_metrics
 from ingress.queueing import QueueUnavailable, TaskQueue
@@ -146,4 +147,6 @@ def create_app(settings: Settings, queue: TaskQueue | None = None) -> Flask:
 
     app.register_blueprint(consumption_blueprint(settings, queue))
     install_metrics(app)
+    # A body that does not arrive within BODY_TIMEOUT is a 408, never queued (slow clients).
+    app.wsgi_app = BodyTimeout(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -15,20 +15,28 @@ from shared.prometheus import prepare_multiprocess_dir
 
 bind = f"0.0.0.0:{load_settings().port}"
 
-# gthread, not sync: a client trickling its body ties up one thread, not a whole worker, and
-# keep-alive works without a buffering proxy in front (reliability notes, row 15).
-worker_class = "gthread"
-# Eight request threads as four processes of two, rather than two of four: each webhook
-# waits on a Redis round trip, and every wait hands the GIL to another thread of the same
-# process. Fewer threads per process take less of that contention (measured with bench.ingress
-# on two cores when the ingress still wrote its messages by hand). Scale with --workers.
+# gevent, not gthread: a thread waits on its connection until the whole request is in, so
+# eight threads were eight slow clients away from starving the ingress (50 clients sending a
+# byte a second took normal webhooks from a 9 ms p99 to 10 s timeouts). A greenlet per
+# connection costs a few KiB, and the request is served as soon as its last byte arrives.
+# gevent.monkey.patch_all() runs in each worker before the app is imported (preload_app
+# stays off): redis-py, kombu's publishing and its connection pool then wait on gevent
+# sockets and locks, prometheus_client's multiprocess files are plain mmaps, and the ingress
+# never imports psycopg (tests/ingress/test_slow_clients.py checks). Scale with --workers.
+worker_class = "gevent"
 workers = 4
-threads = 2
+# Connections each process holds at once (slow ones included) before it stops accepting.
+worker_connections = 1000
 
-# Requests are bounded by the Redis socket timeout (2 s, ingress/queueing.py). This one is the
-# arbiter's: a worker whose main loop has not checked in for 10 s is hung and gets replaced.
+# The arbiter's: a worker whose main loop has not checked in for 10 s is hung and gets
+# replaced. Requests are bounded by the header and body timeouts below and the Redis socket
+# timeout (2 s, ingress/queueing.py).
 timeout = 10
 graceful_timeout = 10
+# Also the header timeout: gevent workers read each request's line and headers (the first
+# one on a connection too) under a `keepalive`-second timer and close the connection
+# without an answer when it fires. It must stay above 0: without keep-alive, gunicorn reads
+# headers with no timer at all. The body has BODY_TIMEOUT (ingress/body_timeout.py).
 keepalive = 5
 
 # gunicorn 27's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl),

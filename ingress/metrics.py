@@ -2,8 +2,9 @@
 
 Outcomes are read from each answer in an `after_request` hook, so the request paths carry no
 metric code: a webhook is `queued` (202), `unsigned` or `bad_signature` (401, without or with
-a signature header), `too_large` (413) or `unavailable` (503, Redis did not take it); a batch
-of readings `queued`, `unauthorized`, `invalid`, `too_large` or `unavailable`. Under gunicorn
+a signature header), `timed_out` (408, the body came too slowly), `too_large` (413) or
+`unavailable` (503, Redis did not take it); a batch of readings `queued`, `unauthorized`,
+`invalid`, `timed_out`, `too_large` or `unavailable`. Under gunicorn
 the processes' counts are summed (multiprocess mode, set up in gunicorn_conf.on_starting);
 nothing here touches PostgreSQL.
 """
@@ -41,13 +42,15 @@ TIME_TO_QUEUE = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
-_WEBHOOK_OUTCOMES = {202: "queued", 413: "too_large", 503: "unavailable"}
+# timed_out: the body did not arrive within ingress.body_timeout.BODY_TIMEOUT (408).
+_WEBHOOK_OUTCOMES = {202: "queued", 408: "timed_out", 413: "too_large", 503: "unavailable"}
 _CONSUMPTION_OUTCOMES = {
-    202: "queued", 400: "invalid", 401: "unauthorized", 413: "too_large", 503: "unavailable",
+    202: "queued", 400: "invalid", 401: "unauthorized", 408: "timed_out", 413: "too_large",
+    503: "unavailable",
 }  # fmt: skip
 
 # Every outcome starts at 0, so a rate over a fresh process is defined.
-for _outcome in ("queued", "unsigned", "bad_signature", "too_large", "unavailable"):
+for _outcome in ("queued", "unsigned", "bad_signature", "timed_out", "too_large", "unavailable"):
     WEBHOOKS.labels(_outcome)
 for _outcome in _CONSUMPTION_OUTCOMES.values():
     CONSUMPTION_BATCHES.labels(_outcome)
