@@ -34,11 +34,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from devstack.servers import free_port, port_open
+from devstack.servers import free_port
 from ingress import gunicorn_conf
 from ingress.body_timeout import BODY_TIMEOUT
 from shared.queues import INGEST_QUEUE
-from tests.ingress.conftest import SECRET, signed_headers, spark_body
+from tests.ingress.conftest import SECRET, readyz, signed_headers, spark_body
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW_CLIENTS = 50
@@ -83,7 +83,7 @@ def ingress(redis_url: str, tmp_path: Path) -> Iterator[Ingress]:
         process = subprocess.Popen(args, cwd=ROOT, env=environ, stdout=log_file, stderr=log_file)
     try:
         deadline = time.monotonic() + 30
-        while not ready(port):
+        while not readyz(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("gunicorn did not start:\n" + log.read_text()[-3000:])
             time.sleep(0.1)
@@ -97,19 +97,6 @@ def ingress(redis_url: str, tmp_path: Path) -> Iterator[Ingress]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-
-
-def ready(port: int) -> bool:
-    if not port_open("127.0.0.1", port, timeout=0.2):
-        return False
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("GET", "/readyz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
 
 
 def webhook(event_id: str) -> bytes:

@@ -8,6 +8,7 @@ answers, a private one otherwise.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import subprocess
@@ -105,6 +106,20 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+def readyz(port: int) -> bool:
+    """Whether a worker of the ingress at `port` answers GET /readyz with 200."""
+    if not port_open("127.0.0.1", port, timeout=0.2):
+        return False
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/readyz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
 @dataclass
 class IngressServer:
     port: int
@@ -135,8 +150,10 @@ def served(redis_url: str, tmp_path: Path) -> Iterator[IngressServer]:
     with log.open("wb") as log_file:
         process = subprocess.Popen(args, cwd=ROOT, env=environ, stdout=log_file, stderr=log_file)
     try:
-        deadline = time.monotonic() + 20
-        while not port_open("127.0.0.1", port, timeout=0.2):
+        # The arbiter listens at once, but a request waits until a worker has imported the
+        # app (seconds on a loaded machine): ready means /readyz answers.
+        deadline = time.monotonic() + 30
+        while not readyz(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("gunicorn did not start:\n" + log.read_text()[-3000:])
             time.sleep(0.05)
