@@ -124,6 +124,7 @@ def store(database_url: str, redis_url: str, raw: bytes) -> tuple[float, Any]:
 def dispatch(database_url: str, batch_size: int) -> tuple[float, Any]:
     from worker.curves.dispatch import RetryPolicy, run_dispatch
     from worker.curves.dispatchers import LogDispatcher
+    from worker.plan_kinds import PLAN_KINDS
 
     checkpoint(database_url)
     started = time.perf_counter()
@@ -131,6 +132,7 @@ def dispatch(database_url: str, batch_size: int) -> tuple[float, Any]:
         database_url,
         LogDispatcher(),
         RetryPolicy(max_attempts=6, first_delay=timedelta(seconds=30)),
+        kinds=PLAN_KINDS,
         batch_size=batch_size,
         lease=timedelta(minutes=2),
         budget_seconds=3600,

@@ -50,23 +50,14 @@ LEFT JOIN lpc_acks AS a USING (event_id)
 WHERE l.event_id = %(event_id)s;
 
 -- name: list_lpc_targets
--- `known`: whether our registry has the target, which an acknowledgement must decline if not.
--- A resource target: the resource at that location. A location target: the location with
--- that meter point. A deleted user's are not ours any more.
-SELECT t.target_no, t.resource_id, t.location_id, t.meter_point_id, t.resolution,
-       CASE
-           WHEN t.resource_id IS NOT NULL THEN EXISTS (
-               SELECT 1 FROM resources r JOIN users u USING (user_id)
-               WHERE r.resource_id = t.resource_id AND r.location_id = t.location_id
-                 AND u.deleted_at IS NULL
-           )
-           ELSE EXISTS (
-               SELECT 1 FROM locations l JOIN users u USING (user_id)
-               WHERE l.location_id = t.location_id AND t.meter_point_id = ANY (l.meter_point_ids)
-                 AND u.deleted_at IS NULL
-           )
-       END AS known
-FROM lpc_targets AS t
+-- `known`: whether our registry has the target (lpc_target_registry); an unknown one is not
+-- dispatched and is declined. `control_*`: its dispatch to the control system, if any.
+SELECT t.target_no, t.resource_id, t.location_id, t.meter_point_id, t.resolution, t.known,
+       d.status AS control_status, d.attempts AS control_attempts, d.reason AS control_reason,
+       d.dispatcher AS control_dispatcher, d.sent_at AS control_sent_at,
+       d.next_attempt_at AS control_next_attempt_at, d.updated_at AS control_updated_at
+FROM lpc_target_registry AS t
+LEFT JOIN lpc_dispatches AS d USING (event_id, target_no)
 WHERE t.event_id = %(event_id)s
 ORDER BY t.target_no;
 
@@ -79,10 +70,28 @@ ORDER BY target_no, period_start;
 -- Acknowledgements (lpc_acks): the outbox of one report per resource or location event.
 
 -- name: insert_lpc_ack
--- In the event's transaction: due at once (the registry decides it), due_by at the latest.
+-- In the event's transaction: due at send_at (just before due_by, the latest Spark should
+-- have it); sooner once every target has the control system's answer
+-- (make_answered_lpc_acks_due). None when planned before.
 INSERT INTO lpc_acks (event_id, due_by, next_attempt_at, created_at, updated_at)
-VALUES (%(event_id)s, %(due_by)s, %(now)s, %(now)s, %(now)s)
-ON CONFLICT (event_id) DO NOTHING;
+VALUES (%(event_id)s, %(due_by)s, %(send_at)s, %(now)s, %(now)s)
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id;
+
+-- name: make_answered_lpc_acks_due
+-- The acknowledgements of these events, not built yet, whose every dispatched target has an
+-- answer (or that have none to wait for): due now rather than at due_by.
+UPDATE lpc_acks a
+SET next_attempt_at = %(now)s, updated_at = %(now)s
+WHERE a.event_id = ANY (%(event_ids)s::text[])
+  AND a.status = 'due'
+  AND a.body IS NULL
+  AND a.next_attempt_at > %(now)s
+  AND NOT EXISTS (
+      SELECT 1 FROM lpc_dispatches d
+      WHERE d.event_id = a.event_id AND d.status IN ('pending', 'sending')
+  )
+RETURNING a.event_id;
 
 -- name: claim_lpc_ack
 -- The next acknowledgement to send (or the given event's), locked against every other
@@ -105,7 +114,10 @@ WHERE a.event_id = next.event_id
 RETURNING a.event_id, a.attempts, a.body IS NOT NULL AS built;
 
 -- name: lpc_ack_event_kind
-SELECT kind FROM lpc_events WHERE event_id = %(event_id)s;
+-- `late`: the event came when its first period had begun; its acknowledgement did not wait.
+SELECT kind, coalesce(first_period_start <= received_at, false) AS late
+FROM lpc_events
+WHERE event_id = %(event_id)s;
 
 -- name: build_lpc_ack
 UPDATE lpc_acks
@@ -195,3 +207,94 @@ SELECT attempt, started_at, finished_at, outcome, http_status, error, spark_repo
 FROM lpc_ack_attempts
 WHERE event_id = %(event_id)s
 ORDER BY attempt;
+
+-- Caps to the control system (lpc_dispatches): the dispatch runs of worker/curves/dispatch.py
+-- claim and record these as they do curve_dispatches.
+
+-- name: insert_lpc_dispatches
+-- In the event's transaction, with its acknowledgement: one plan per target our registry
+-- knows, due now. The others are not dispatched; the acknowledgement declines them.
+INSERT INTO lpc_dispatches (event_id, target_no, status, next_attempt_at, updated_at)
+SELECT event_id, target_no, 'pending', %(now)s, %(now)s
+FROM lpc_target_registry
+WHERE event_id = %(event_id)s AND known
+ON CONFLICT (event_id, target_no) DO NOTHING;
+
+-- name: claim_due_lpc_dispatches
+-- As claim_due_dispatches: pending plans whose time has come, and 'sending' ones whose
+-- attempt outlived its lease. Oldest first: an acknowledgement waits on them.
+WITH due AS (
+    SELECT event_id, target_no
+    FROM lpc_dispatches
+    WHERE status IN ('pending', 'sending')
+      AND next_attempt_at <= %(now)s
+    ORDER BY next_attempt_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE lpc_dispatches d
+SET status = 'sending',
+    attempts = d.attempts + 1,
+    next_attempt_at = %(lease_until)s,
+    dispatcher = %(dispatcher)s,
+    updated_at = %(now)s
+FROM due
+WHERE d.event_id = due.event_id
+  AND d.target_no = due.target_no
+RETURNING d.event_id, d.target_no, d.revision, d.attempts, d.sent_revision;
+
+-- name: lpc_plans
+-- What the claimed plans carry: their event, target and resolution, and every cap.
+SELECT e.event_id, e.kind, e.event_created_at, t.target_no, t.resource_id, t.location_id,
+       t.meter_point_id, t.resolution,
+       array_agg(c.period_start ORDER BY c.period_start) AS starts,
+       array_agg(c.period_end ORDER BY c.period_start) AS ends,
+       array_agg(c.spark_timestamp ORDER BY c.period_start) AS timestamps,
+       array_agg(c.max_kw ORDER BY c.period_start) AS max_kws
+FROM unnest(%(event_ids)s::text[], %(target_nos)s::integer[]) AS w(event_id, target_no)
+JOIN lpc_events AS e ON e.event_id = w.event_id
+JOIN lpc_targets AS t ON t.event_id = w.event_id AND t.target_no = w.target_no
+LEFT JOIN lpc_caps AS c ON c.event_id = t.event_id AND c.target_no = t.target_no
+GROUP BY e.event_id, e.kind, e.event_created_at, t.target_no, t.resource_id, t.location_id,
+         t.meter_point_id, t.resolution;
+
+-- name: finish_lpc_dispatches
+-- As finish_dispatches. Only a claimed ('sending') row is recorded: one the acknowledgement
+-- declined meanwhile keeps its 'failed'.
+UPDATE lpc_dispatches d
+SET status = o.status,
+    reason = o.reason,
+    next_attempt_at = o.next_attempt_at,
+    sent_at = CASE WHEN o.status = 'sent' THEN %(now)s ELSE d.sent_at END,
+    sent_revision = CASE WHEN o.status = 'sent' THEN d.revision ELSE d.sent_revision END,
+    updated_at = %(now)s
+FROM unnest(%(event_ids)s::text[], %(target_nos)s::integer[], %(revisions)s::integer[],
+            %(statuses)s::text[], %(reasons)s::text[], %(next_attempts)s::timestamptz[])
+     AS o(event_id, target_no, revision, status, reason, next_attempt_at)
+WHERE d.event_id = o.event_id
+  AND d.target_no = o.target_no
+  AND d.revision = o.revision
+  AND d.status = 'sending';
+
+-- name: next_lpc_dispatch_due
+SELECT min(next_attempt_at) AS due_at
+FROM lpc_dispatches
+WHERE status IN ('pending', 'sending');
+
+-- name: decline_unanswered_lpc_dispatches
+-- When an event's acknowledgement is built at its deadline: plans still waiting for a retry
+-- have had their time; they are declined in it, and not sent afterwards.
+UPDATE lpc_dispatches
+SET status = 'failed',
+    reason = coalesce(reason || '; ', '') || 'no answer when the acknowledgement was due: declined',
+    updated_at = %(now)s
+WHERE event_id = %(event_id)s
+  AND status = 'pending'
+RETURNING target_no;
+
+-- name: redispatch_failed_lpc
+-- An operator's retry: failed plans of an LPC event get a fresh set of attempts.
+UPDATE lpc_dispatches
+SET status = 'pending', attempts = 0, next_attempt_at = %(now)s, updated_at = %(now)s
+WHERE event_id = %(event_id)s
+  AND status = 'failed';

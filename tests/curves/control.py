@@ -1,7 +1,8 @@
 """A stand-in for the partner's own control system: the http dispatcher's receiver.
 
-It records every POST and answers from a script: a status code, or "hang" (no answer until
-released or the server stops). This is not a stand-in for anything of ours.
+It records every POST and answers from a script: a status code, a JSON object (a 200 with that
+body, e.g. per-plan "results"), or "hang" (no answer until released or the server stops). This
+is not a stand-in for anything of ours.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 HANG = "hang"
+
+# A status code, HANG, or a JSON object answered with a 200.
+Answer = int | str | dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,8 @@ class _Quiet(WSGIRequestHandler):
 class ControlSystem:
     def __init__(self) -> None:
         self._lock = threading.Condition()
-        self._script: deque[int | str] = deque()
-        self.default: int | str = 200
+        self._script: deque[Answer] = deque()
+        self.default: Answer = 200
         self._received: list[Received] = []
         self._released = threading.Event()
         self._server: BaseWSGIServer = make_server(
@@ -52,7 +56,7 @@ class ControlSystem:
         )
         self._thread.start()
 
-    def answer(self, *answers: int | str) -> None:
+    def answer(self, *answers: Answer) -> None:
         """The next requests get these answers, in order; later ones get `default`."""
         with self._lock:
             self._script.extend(answers)
@@ -93,10 +97,12 @@ class ControlSystem:
             # Hangs until released; a stopping test releases it so teardown never waits.
             self._released.wait(timeout=60)
             answer = 200
-        status = int(answer)
-        response = Response(
-            json.dumps({"status": status}), status=status, mimetype="application/json"
-        )
+        if isinstance(answer, dict):
+            status, content = 200, answer
+        else:
+            status = int(answer)
+            content = {"status": status}
+        response = Response(json.dumps(content), status=status, mimetype="application/json")
         return response(environ, start_response)
 
 

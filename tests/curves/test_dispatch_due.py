@@ -24,6 +24,7 @@ from tests.curves.support import (
 )
 from worker.curves.dispatch import DispatchReport, RetryPolicy, run_dispatch
 from worker.curves.dispatchers import HttpDispatcher, LogDispatcher
+from worker.plan_kinds import PLAN_KINDS
 
 SECRET = b"our-own-dispatch-secret"
 HOURS = local_hours(date(2026, 3, 4))
@@ -63,6 +64,7 @@ def run(database_url: str, dispatcher: Any, clock: Clock, batch_size: int = 100)
         database_url,
         dispatcher,
         POLICY,
+        kinds=PLAN_KINDS,
         batch_size=batch_size,
         lease=timedelta(seconds=60),
         clock=clock,

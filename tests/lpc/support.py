@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from shared.timeutil import format_spark_datetime
 
 
 def points(*caps: tuple[str, float]) -> list[dict[str, Any]]:
     return [{"maxPowerInKiloWatts": kw, "timestamp": ts} for ts, kw in caps]
+
+
+def caps_from_now(hours_ahead: float) -> tuple[tuple[str, float], ...]:
+    """Two two-hour caps (3.5 kW, then 2 kW), the first from the whole hour `hours_ahead` from
+    now (negative: an event that comes late)."""
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(
+        hours=hours_ahead
+    )
+    return (
+        (format_spark_datetime(start), 3.5),
+        (format_spark_datetime(start + timedelta(hours=2)), 2.0),
+    )
 
 
 def resource_target(

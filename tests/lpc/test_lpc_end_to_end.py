@@ -1,5 +1,5 @@
-"""LPC events through the whole path: sandbox → ingress → worker → PostgreSQL, stored once
-whether delivered twice or fetched only by the backfill."""
+"""LPC events through the whole path: sandbox → ingress → worker → PostgreSQL → sandbox,
+stored and acknowledged once whether delivered twice or fetched only by the backfill."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from tests.worker.cli import run, run_json
 pytestmark = pytest.mark.slow
 
 
-def count(database_url: str, sql: str) -> int:
+def count(database_url: str, sql: str, *params: str) -> int:
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(sql.encode()).fetchone()
+        row = conn.execute(sql.encode(), params or None).fetchone()
     assert row is not None
     return int(row[0])
 
 
-def test_it_stores_an_lpc_event_delivered_twice_and_one_fetched_only_by_the_backfill_once(
+def test_it_stores_and_acknowledges_an_event_delivered_twice_and_one_only_backfilled_once(
     sandbox: SandboxHandle,
     database_url: str,
     redis_url: str,
@@ -72,3 +72,18 @@ def test_it_stores_an_lpc_event_delivered_twice_and_one_fetched_only_by_the_back
             "SELECT first_source FROM events WHERE event_id = %s", (location_event,)
         ).fetchone()
     assert row == ("poll",)
+
+    # Our registry knows none of these targets: nothing to ask the control system, each
+    # acknowledgement declines every target, once.
+    def acknowledged(event_id: str) -> Callable[[], bool]:
+        sql = "SELECT count(*) FROM lpc_acks WHERE event_id = %s AND status = 'sent'"
+        return lambda: count(database_url, sql, event_id) == 1
+
+    for event_id in (resource_event, location_event):
+        wait_for(acknowledged(event_id), 60, f"{event_id} acknowledged")
+        [report] = sandbox.sandbox.reports.reports(event_id)
+        [payload] = report.body["payloads"]
+        assert payload["acknowledgedTargets"] == []
+        attempts = "SELECT count(*) FROM lpc_ack_attempts WHERE event_id = %s"
+        assert count(database_url, attempts, event_id) == 1
+    assert count(database_url, "SELECT count(*) FROM lpc_dispatches") == 0

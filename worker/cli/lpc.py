@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
 
-from shared.db import Connection, fetch_all, fetch_one
+from shared.db import Connection, execute, fetch_all, fetch_one
+from shared.queues import DISPATCH_QUEUE
 from shared.timeutil import utcnow
-from worker.cli.base import database, jsonable, print_json, settings_or_fail
+from worker.cli.base import database, jsonable, print_json, settings_or_fail, worker_app
 from worker.curves.payload import format_time_span
+from worker.lpc.handling import DISPATCH_DUE_TASK
 
 
 @click.group()
@@ -71,6 +74,8 @@ def lpc_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
                 "maxPowerInKiloWatts": cap["max_kw"],
             }
         )
+    ack = _ack_detail(conn, event_id)
+    decided = _ack_decisions(ack["body"] if ack else None)
     targets = [
         {
             "resourceId": target["resource_id"],
@@ -78,6 +83,11 @@ def lpc_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
             "meterPointId": target["meter_point_id"],
             "resolution": format_time_span(target["resolution"]),
             "knownToRegistry": target["known"],
+            "controlSystem": _control(target),
+            # What the acknowledgement said of it, once built: acknowledged / declined.
+            "acknowledgement": decided.get(
+                (target["resource_id"], target["location_id"], target["meter_point_id"])
+            ),
             "caps": caps.get(target["target_no"], []),
         }
         for target in fetch_all(conn, "list_lpc_targets", {"event_id": event_id})
@@ -85,7 +95,7 @@ def lpc_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
     return {
         **_event_item(row),
         "targetList": targets,
-        "ack": _ack_detail(conn, event_id),
+        "ack": ack,
         "energyReport": _energy_detail(conn, event_id),
     }
 
@@ -98,6 +108,38 @@ def _energy_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
 
     view = event_view(conn, event_id, ReportRules.from_settings(settings_or_fail()), now=utcnow())
     return None if view is None else dict(view["reports"][0])
+
+
+def _control(target: Any) -> dict[str, Any] | None:
+    """What the control system answered this target's caps (its dispatch decision): accepted
+    (sent), failed (refused, given up after the retries, or declined unanswered when the
+    acknowledgement was due; the reason says which), or pending/sending while asked. None:
+    not dispatched (unknown to our registry)."""
+    if target["control_status"] is None:
+        return None
+    status = target["control_status"]
+    return {
+        "answer": {"sent": "accepted", "failed": "failed"}.get(status, "waiting"),
+        "status": status,
+        "attempts": target["control_attempts"],
+        "reason": target["control_reason"],
+        "dispatcher": target["control_dispatcher"],
+        "acceptedAt": target["control_sent_at"],
+        "nextAttemptAt": target["control_next_attempt_at"] if status == "pending" else None,
+        "updatedAt": target["control_updated_at"],
+    }
+
+
+def _ack_decisions(body: str | None) -> dict[tuple[str | None, str, str], str]:
+    if body is None:
+        return {}
+    decided: dict[tuple[str | None, str, str], str] = {}
+    fields = (("acknowledgedTargets", "acknowledged"), ("declinedTargets", "declined"))
+    for payload in json.loads(body)["payloads"]:
+        for field, decision in fields:
+            for t in payload[field]:
+                decided[(t.get("resourceId"), t["locationId"], t["meterPointId"])] = decision
+    return decided
 
 
 def _ack_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
@@ -185,15 +227,57 @@ def lpc_show(event_id: str, as_json: bool) -> None:
     elif detail["actedOn"]:
         click.echo("  energy report: not planned yet (the reports sweep plans it)")
     for target in detail["targetList"]:
-        name = "/".join(
-            part
-            for part in (target["resourceId"], target["locationId"], target["meterPointId"])
-            if part
+        _echo_target(target, acted_on=detail["actedOn"])
+
+
+def _echo_target(target: dict[str, Any], *, acted_on: bool) -> None:
+    """A target, what the control system answered and the acknowledgement said, its caps."""
+    name = "/".join(
+        part
+        for part in (target["resourceId"], target["locationId"], target["meterPointId"])
+        if part
+    )
+    control = target["controlSystem"]
+    if not acted_on:
+        answer = ""
+    elif control is None:
+        answer = "  not dispatched: unknown to our registry"
+    else:
+        answer = f"  control system: {control['answer']} after {control['attempts']} attempt(s)"
+        if control["reason"]:
+            answer += f" ({control['reason']})"
+    decision = f"  ack: {target['acknowledgement']}" if target["acknowledgement"] else ""
+    click.echo(f"  {name}  resolution {target['resolution']}{answer}{decision}")
+    for cap in target["caps"]:
+        click.echo(
+            f"    {jsonable(cap['start'])} .. {jsonable(cap['end'])}  "
+            f"max {cap['maxPowerInKiloWatts']:g} kW"
         )
-        known = "" if target["knownToRegistry"] else "  (unknown to our registry)"
-        click.echo(f"  {name}  resolution {target['resolution']}{known}")
-        for cap in target["caps"]:
-            click.echo(
-                f"    {jsonable(cap['start'])} .. {jsonable(cap['end'])}  "
-                f"max {cap['maxPowerInKiloWatts']:g} kW"
-            )
+
+
+@lpc.command("redispatch")
+@click.argument("event_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def lpc_redispatch(event_id: str, as_json: bool) -> None:
+    """Give the failed cap plans of an LPC event a fresh set of attempts, and send them now.
+    An acknowledgement already sent is not sent again."""
+    with database() as conn, conn.transaction():
+        if fetch_one(conn, "get_lpc_event", {"event_id": event_id}) is None:
+            raise click.ClickException(f"no LPC event {event_id}")
+        params = {"event_id": event_id, "now": utcnow()}
+        count = execute(conn, "redispatch_failed_lpc", params).rowcount
+    queued = bool(count) and _enqueue_dispatch()
+    if as_json:
+        print_json({"eventId": event_id, "pending": count, "queued": queued})
+        return
+    click.echo(f"{count} failed cap plan(s) of {event_id} are pending again")
+    if count and not queued:
+        click.echo("could not queue a dispatch; the every-minute sweep sends them")
+
+
+def _enqueue_dispatch() -> bool:
+    try:
+        worker_app().send_task(DISPATCH_DUE_TASK, queue=DISPATCH_QUEUE)
+    except Exception:
+        return False
+    return True

@@ -1,9 +1,16 @@
 """Sending due plans to the dispatcher, with every decision kept in PostgreSQL.
 
+Plans come in kinds (`PlanKind`): a price curve's plan per target (`CURVE_PLANS`, table
+curve_dispatches) and an LPC event's caps per target (`worker.lpc.dispatch.LPC_PLANS`, table
+lpc_dispatches). Each kind brings its own queries; the run below (claim, lease, call,
+backoff, record) is the same for all.
+
 1. One run at a time, under an advisory lock: however many dispatch tasks are queued, a
    hanging control system holds one worker process, never the ones that store events.
-2. The run claims due decisions in batches (`FOR UPDATE SKIP LOCKED`, then 'sending' with a
-   lease), computes each target's plan from the curve tables, and ends the transaction.
+2. The run claims due decisions in batches of one kind (`FOR UPDATE SKIP LOCKED`, then
+   'sending' with a lease), the first kind with any due first (worker.plan_kinds orders them:
+   LPC before curves, since an acknowledgement waits on LPC answers), computes each target's
+   plan, and ends the transaction.
 3. It calls the dispatcher outside any transaction, then records each outcome: sent;
    skipped (nothing left to say); pending again with a backoff; or failed with the reason
    after the last attempt. A worker that dies mid-call leaves 'sending' rows whose lease
@@ -16,9 +23,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from celery.exceptions import SoftTimeLimitExceeded
 from psycopg.rows import DictRow
@@ -27,7 +35,7 @@ from shared.backoff import backoff_seconds
 from shared.config import CurveSettings
 from shared.db import Connection, connect, connection, execute, fetch_all, fetch_one
 from shared.timeutil import utcnow
-from worker.curves.dispatchers import Dispatcher, Outcome, describe
+from worker.curves.dispatchers import Dispatcher, Outcome, Plan, describe
 from worker.curves.plans import TargetPlan, plans_for_targets
 from worker.curves.store import NO_PERIODS_REASON
 
@@ -76,17 +84,47 @@ class DispatchReport:
     # The time budget ran out with work left.
     more: bool = False
     next_due_at: datetime | None = None
+    # LPC events whose every plan has an answer now: their acknowledgements are due.
+    answered: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Decision:
-    event_id: str
-    resource_id: str
-    location_id: str
-    revision: int
+    """What became of one claimed decision row (the kind's own claim row)."""
+
+    row: DictRow
     status: str
     reason: str | None
     next_attempt_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        event_id: str = self.row["event_id"]
+        return event_id
+
+
+class PlanKind(Protocol):
+    """One kind of plan: its decision table's queries and how a claimed row becomes a plan."""
+
+    name: str
+
+    def claim(
+        self, conn: Connection, *, now: datetime, lease_until: datetime, limit: int, dispatcher: str
+    ) -> list[DictRow]: ...
+
+    def plans(self, conn: Connection, claimed: list[DictRow]) -> list[tuple[DictRow, Plan | str]]:
+        """Each claimed row's plan, or the reason to skip it (nothing to say)."""
+        ...
+
+    def record(self, conn: Connection, decisions: list[Decision], now: datetime) -> list[str]:
+        """Record the outcomes (in the caller's transaction); the LPC events now answered."""
+        ...
+
+    def next_due(self, conn: Connection) -> datetime | None: ...
+
+    def target(self, row: DictRow) -> str:
+        """The target of a decision row, for log lines."""
+        ...
 
 
 def run_dispatch(
@@ -94,11 +132,13 @@ def run_dispatch(
     dispatcher: Dispatcher,
     policy: RetryPolicy,
     *,
+    kinds: Sequence[PlanKind],
     batch_size: int,
     lease: timedelta,
     budget_seconds: float = 120.0,
     clock: Clock = utcnow,
 ) -> DispatchReport:
+    """Send what is due of `kinds` (worker.plan_kinds.PLAN_KINDS: every kind)."""
     report = DispatchReport()
     started = time.monotonic()
     # The lock's own connection, outside the pool: closing it (or the process dying) frees
@@ -114,22 +154,27 @@ def run_dispatch(
                     if time.monotonic() - started > budget_seconds:
                         report.more = True
                         break
-                    claimed = _claim(conn, dispatcher, batch_size, lease, clock)
+                    kind, claimed = _claim(
+                        conn,
+                        kinds,
+                        dispatcher=dispatcher,
+                        batch_size=batch_size,
+                        lease=lease,
+                        clock=clock,
+                    )
                     if not claimed:
                         break
                     claimed_any = True
                     _dispatch_batch(
-                        conn, dispatcher, claimed, policy=policy, clock=clock, report=report
+                        conn, kind, dispatcher, claimed, policy=policy, clock=clock, report=report
                     )
             finally:
                 fetch_one(lock_conn, "release_dispatch_lock", {"key": DISPATCH_LOCK_KEY})
             # Work committed while this run held the lock may have found it busy: look again
             # after letting go. Stop when a pass finds nothing it can claim.
-            if not claimed_any or not _due(conn, clock()):
+            if not claimed_any or not _due(conn, kinds, clock()):
                 break
-        row = fetch_one(conn, "next_dispatch_due")
-        conn.commit()
-        report.next_due_at = row["due_at"] if row else None
+        report.next_due_at = _next_due(conn, kinds)
     return report
 
 
@@ -139,30 +184,41 @@ def _lock(lock_conn: Connection) -> bool:
 
 
 def _claim(
-    conn: Connection, dispatcher: Dispatcher, batch_size: int, lease: timedelta, clock: Clock
-) -> list[DictRow]:
+    conn: Connection,
+    kinds: Sequence[PlanKind],
+    *,
+    dispatcher: Dispatcher,
+    batch_size: int,
+    lease: timedelta,
+    clock: Clock,
+) -> tuple[PlanKind, list[DictRow]]:
+    """A batch of the first kind with any due, looked for again before every batch: LPC plans
+    stored while a large curve goes out do not wait for all of it."""
     now = clock()
-    with conn.transaction():
-        return fetch_all(
-            conn,
-            "claim_due_dispatches",
-            {
-                "now": now,
-                "lease_until": now + lease,
-                "limit": batch_size,
-                "dispatcher": dispatcher.name,
-            },
-        )
+    for kind in kinds:
+        with conn.transaction():
+            claimed = kind.claim(
+                conn, now=now, lease_until=now + lease, limit=batch_size, dispatcher=dispatcher.name
+            )
+        if claimed:
+            return kind, claimed
+    return kinds[0], []
 
 
-def _due(conn: Connection, now: datetime) -> bool:
-    row = fetch_one(conn, "next_dispatch_due")
+def _next_due(conn: Connection, kinds: Sequence[PlanKind]) -> datetime | None:
+    times = [due for kind in kinds if (due := kind.next_due(conn)) is not None]
     conn.commit()
-    return bool(row and row["due_at"] is not None and row["due_at"] <= now)
+    return min(times) if times else None
+
+
+def _due(conn: Connection, kinds: Sequence[PlanKind], now: datetime) -> bool:
+    due = _next_due(conn, kinds)
+    return due is not None and due <= now
 
 
 def _dispatch_batch(
     conn: Connection,
+    kind: PlanKind,
     dispatcher: Dispatcher,
     claimed: list[DictRow],
     *,
@@ -170,25 +226,28 @@ def _dispatch_batch(
     clock: Clock,
     report: DispatchReport,
 ) -> None:
-    planned = _plans(conn, claimed)
+    planned = kind.plans(conn, claimed)
+    # No transaction stays open while the dispatcher is called.
+    conn.commit()
     decisions: list[Decision] = []
-    to_send: list[tuple[DictRow, TargetPlan]] = []
+    to_send: list[tuple[DictRow, Plan]] = []
     for row, plan in planned:
-        # Nothing left in force and nothing said before: there is nothing to withdraw either.
-        if not plan.periods and row["sent_revision"] is None:
-            decisions.append(_decision(row, "skipped", _skip_reason(plan), clock()))
+        if isinstance(plan, str):
+            decisions.append(Decision(row, "skipped", plan, clock()))
         else:
             to_send.append((row, plan))
     outcomes, cut_off = _call(dispatcher, [plan for _, plan in to_send])
     now = clock()
     for (row, _), outcome in zip(to_send, outcomes, strict=True):
         decisions.append(_after(row, outcome, policy, now))
-    _record(conn, decisions, now)
-    _count(report, decisions)
+    with conn.transaction():
+        report.answered.extend(kind.record(conn, decisions, now))
+    _count(report, kind, decisions)
     report.batches += 1
     log.info(
-        "dispatched %d plan(s) via %s: %d sent, %d skipped, %d to retry, %d failed",
+        "dispatched %d %s plan(s) via %s: %d sent, %d skipped, %d to retry, %d failed",
         len(claimed),
+        kind.name,
         dispatcher.name,
         *(sum(d.status == s for d in decisions) for s in ("sent", "skipped", "pending", "failed")),
     )
@@ -196,21 +255,7 @@ def _dispatch_batch(
         raise SoftTimeLimitExceeded(CUT_OFF_REASON)
 
 
-def _plans(conn: Connection, claimed: list[DictRow]) -> list[tuple[DictRow, TargetPlan]]:
-    by_event: dict[str, list[DictRow]] = {}
-    for row in claimed:
-        by_event.setdefault(row["event_id"], []).append(row)
-    planned = []
-    for event_id, rows in by_event.items():
-        targets = [(row["resource_id"], row["location_id"]) for row in rows]
-        for row, plan in zip(rows, plans_for_targets(conn, event_id, targets), strict=True):
-            planned.append((row, plan.with_revision(row["revision"])))
-    # No transaction stays open while the dispatcher is called.
-    conn.commit()
-    return planned
-
-
-def _call(dispatcher: Dispatcher, plans: list[TargetPlan]) -> tuple[list[Outcome], bool]:
+def _call(dispatcher: Dispatcher, plans: list[Plan]) -> tuple[list[Outcome], bool]:
     """The dispatcher's outcomes, one per plan, whatever it does; and whether the task's time
     limit cut it off."""
     if not plans:
@@ -231,46 +276,14 @@ def _call(dispatcher: Dispatcher, plans: list[TargetPlan]) -> tuple[list[Outcome
 def _after(row: DictRow, outcome: Outcome, policy: RetryPolicy, now: datetime) -> Decision:
     attempts: int = row["attempts"]
     if outcome.sent:
-        return _decision(row, "sent", None, now)
+        return Decision(row, "sent", None, now)
     reason = outcome.reason or "failed without a reason"
     if not outcome.retry or attempts >= policy.max_attempts:
-        return _decision(row, "failed", f"{reason} (attempt {attempts})", now)
-    return _decision(row, "pending", f"{reason} (attempt {attempts})", now + policy.delay(attempts))
+        return Decision(row, "failed", f"{reason} (attempt {attempts})", now)
+    return Decision(row, "pending", f"{reason} (attempt {attempts})", now + policy.delay(attempts))
 
 
-def _decision(row: DictRow, status: str, reason: str | None, next_at: datetime) -> Decision:
-    return Decision(
-        row["event_id"], row["resource_id"], row["location_id"], row["revision"], status,
-        reason, next_at,
-    )  # fmt: skip
-
-
-def _skip_reason(plan: TargetPlan) -> str:
-    newer = sorted({p.superseded_by for p in plan.superseded})
-    if not newer:
-        return NO_PERIODS_REASON
-    return "every period is superseded by newer curve(s) " + ", ".join(newer)
-
-
-def _record(conn: Connection, decisions: list[Decision], now: datetime) -> None:
-    with conn.transaction():
-        execute(
-            conn,
-            "finish_dispatches",
-            {
-                "now": now,
-                "event_ids": [d.event_id for d in decisions],
-                "resource_ids": [d.resource_id for d in decisions],
-                "location_ids": [d.location_id for d in decisions],
-                "revisions": [d.revision for d in decisions],
-                "statuses": [d.status for d in decisions],
-                "reasons": [d.reason for d in decisions],
-                "next_attempts": [d.next_attempt_at for d in decisions],
-            },
-        )
-
-
-def _count(report: DispatchReport, decisions: list[Decision]) -> None:
+def _count(report: DispatchReport, kind: PlanKind, decisions: list[Decision]) -> None:
     for decision in decisions:
         if decision.status == "sent":
             report.sent += 1
@@ -283,11 +296,11 @@ def _count(report: DispatchReport, decisions: list[Decision]) -> None:
     failed = [d for d in decisions if d.status == "failed"]
     if failed:
         log.error(
-            "%d plan(s) finally failed, e.g. curve %s target %s/%s: %s",
+            "%d plan(s) finally failed, e.g. %s %s target %s: %s",
             len(failed),
+            kind.name,
             failed[0].event_id,
-            failed[0].resource_id,
-            failed[0].location_id,
+            kind.target(failed[0].row),
             failed[0].reason,
         )
     retrying = [d for d in decisions if d.status == "pending"]
@@ -298,3 +311,69 @@ def _count(report: DispatchReport, decisions: list[Decision]) -> None:
             min(d.next_attempt_at for d in retrying).isoformat(),
             retrying[0].reason,
         )
+
+
+class CurvePlans:
+    """A price curve's plan per target (curve_dispatches), computed from the curve tables each
+    time it is sent, so it reflects supersession."""
+
+    name = "curve"
+
+    def claim(
+        self, conn: Connection, *, now: datetime, lease_until: datetime, limit: int, dispatcher: str
+    ) -> list[DictRow]:
+        return fetch_all(
+            conn,
+            "claim_due_dispatches",
+            {"now": now, "lease_until": lease_until, "limit": limit, "dispatcher": dispatcher},
+        )
+
+    def plans(self, conn: Connection, claimed: list[DictRow]) -> list[tuple[DictRow, Plan | str]]:
+        by_event: dict[str, list[DictRow]] = {}
+        for row in claimed:
+            by_event.setdefault(row["event_id"], []).append(row)
+        planned: list[tuple[DictRow, Plan | str]] = []
+        for event_id, rows in by_event.items():
+            targets = [(row["resource_id"], row["location_id"]) for row in rows]
+            for row, plan in zip(rows, plans_for_targets(conn, event_id, targets), strict=True):
+                # Nothing left in force and nothing said before: nothing to withdraw either.
+                if not plan.periods and row["sent_revision"] is None:
+                    planned.append((row, _skip_reason(plan)))
+                else:
+                    planned.append((row, plan.with_revision(row["revision"])))
+        return planned
+
+    def record(self, conn: Connection, decisions: list[Decision], now: datetime) -> list[str]:
+        execute(
+            conn,
+            "finish_dispatches",
+            {
+                "now": now,
+                "event_ids": [d.event_id for d in decisions],
+                "resource_ids": [d.row["resource_id"] for d in decisions],
+                "location_ids": [d.row["location_id"] for d in decisions],
+                "revisions": [d.row["revision"] for d in decisions],
+                "statuses": [d.status for d in decisions],
+                "reasons": [d.reason for d in decisions],
+                "next_attempts": [d.next_attempt_at for d in decisions],
+            },
+        )
+        return []
+
+    def next_due(self, conn: Connection) -> datetime | None:
+        row = fetch_one(conn, "next_dispatch_due")
+        return row["due_at"] if row else None
+
+    def target(self, row: DictRow) -> str:
+        return f"{row['resource_id']}/{row['location_id']}"
+
+
+CURVE_PLANS = CurvePlans()
+
+
+def _skip_reason(plan: TargetPlan) -> str:
+    newer = sorted({p.superseded_by for p in plan.superseded})
+    if not newer:
+        return NO_PERIODS_REASON
+    return "every period is superseded by newer curve(s) " + ", ".join(newer)
+

@@ -72,6 +72,24 @@ class TargetPlan:
     # The dispatch decision's revision: a receiver keeps the highest one per (event, target).
     revision: int = 1
 
+    # What dispatchers read of every kind of plan (worker.curves.dispatchers.Plan).
+    content_key = "periods"
+
+    @property
+    def event_id(self) -> str:
+        return self.curve.event_id
+
+    @property
+    def target_label(self) -> str:
+        return f"{self.resource_id}/{self.location_id}"
+
+    @property
+    def subject(self) -> str:
+        return f"curve {self.curve.event_id}"
+
+    def shared_content(self) -> tuple[PlanPeriod, ...]:
+        return self.periods
+
     def with_revision(self, revision: int) -> TargetPlan:
         return replace(self, revision=revision)
 
@@ -79,6 +97,7 @@ class TargetPlan:
         """The plan as dispatchers send it: periods in force replace any earlier revision's."""
         curve = self.curve
         return {
+            "kind": "curve",
             "eventId": curve.event_id,
             "revision": self.revision,
             "eventCreatedAt": _iso(curve.event_created_at),

@@ -1,4 +1,5 @@
-"""Tasks of the price-curve domain: dispatch plans, sweep for due ones, check tomorrow's curve."""
+"""Tasks of the price-curve domain: dispatch plans (price curves' and LPC caps'), sweep for
+due ones, check tomorrow's curve."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from worker.curves.check import run_check
 from worker.curves.dispatch import DispatchReport, RetryPolicy, run_dispatch
 from worker.curves.dispatchers import dispatcher_from_settings
 from worker.curves.handler import DISPATCH_CURVE_TASK
+from worker.lpc.handling import SEND_ACK_TASK
+from worker.plan_kinds import PLAN_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ def _dispatch(settings: Settings) -> dict[str, Any]:
             settings.database_url,
             dispatcher,
             RetryPolicy.from_settings(curves),
+            kinds=PLAN_KINDS,
             batch_size=curves.dispatch_batch_size,
             # Long enough for one dispatcher call (connect and read timeouts) and its records.
             lease=timedelta(seconds=4 * curves.dispatch_timeout_seconds + 60),
@@ -71,6 +75,9 @@ def _dispatch(settings: Settings) -> dict[str, Any]:
         )
     finally:
         dispatcher.close()
+    for event_id in report.answered:
+        # Every cap of the event has the control system's answer: acknowledge now.
+        current_app.send_task(SEND_ACK_TASK, kwargs={"event_id": event_id}, queue=SPARK_QUEUE)
     _wake_up_for(report)
     return {**asdict(report), "next_due_at": _iso(report.next_due_at)}
 

@@ -1,15 +1,21 @@
 """LPC acknowledgements: one report per resource or location event, in the outbox `lpc_acks`.
 
-Planned in the event's transaction (due at once; `due_by` = arrival + SPARK_LPC_ACK_WITHIN is
-the latest it may go), sent by a follow-up task after the commit and by the sweep for anything
-due that a lost task left behind. Sending reuses the reports sender (worker/reports/sender.py):
-its POST (one request, no client retries, the answer classified as accepted / rejected /
-failed / unknown) and its backoff; the Spark client paces the call (SPARK_RATE_LIMIT). The
-body is built at the first attempt and kept, so a retry after a lost answer is the same
-report under the same Idempotency-Key.
+Planned in the event's transaction with the caps' plans (worker.lpc.dispatch). Spark should
+have it by `due_by` (`ack_due_by`: the arrival plus SPARK_LPC_ACK_WITHIN, no later than the
+first period's start; at once for an event that came late), so it is due a little before
+(`send_by`), and sooner, as soon as every plan has the control system's answer. Sent by a
+follow-up task (queued for then, and by the dispatch run that recorded the last answer) and by
+the sweep for anything due that a lost task left behind. Sending reuses the reports sender
+(worker/reports/sender.py): its POST (one request, no client retries, the answer classified
+as accepted / rejected / failed / unknown) and its backoff; the Spark client paces the call
+(SPARK_RATE_LIMIT). The body is built at the first attempt and kept, so a retry after a lost
+answer is the same report under the same Idempotency-Key.
 
-Until the control system answers caps (issue 14, point 2), our registry decides: a target it
-knows is acknowledged, one it does not know is declined.
+The body is built from the answers at hand: a target whose cap the control system accepted is
+acknowledged; one it refused, one still unanswered, and one our registry does not know (never
+dispatched) are declined. At an in-time event's deadline the plans still waiting for a retry
+are declined for good (not sent afterwards); a late event's go on being sent, since its
+acknowledgement did not wait for them.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ log = logging.getLogger(__name__)
 
 # An acknowledgement not accepted this long after its event arrived is alerted, once.
 ALERT_AFTER = timedelta(minutes=15)
+# How long before its due_by an acknowledgement still waiting for answers is sent: room for
+# the task to start and the POST to be answered, so it reaches Spark by due_by.
+SEND_LEAD = timedelta(seconds=5)
 
 PAYLOAD_TYPES = {
     "resource": ("ResourceLPCAcknowledgement", ("meterPointId", "locationId", "resourceId")),
@@ -37,13 +46,39 @@ PAYLOAD_TYPES = {
 }
 
 
-def plan_ack(conn: Connection, event_id: str, *, received_at: datetime, within: timedelta) -> None:
-    """In the event's transaction: the event's acknowledgement, due now."""
-    execute(
+def ack_due_by(
+    received_at: datetime, first_period_start: datetime | None, within: timedelta
+) -> datetime:
+    """The latest an event's acknowledgement goes: `within` after its arrival, but before its
+    first period begins (Spark then knows in time what to count on), and at once when that
+    has begun already."""
+    due_by = received_at + within
+    if first_period_start is not None:
+        due_by = min(due_by, first_period_start)
+    return max(due_by, received_at)
+
+
+def send_by(received_at: datetime, due_by: datetime) -> datetime:
+    """When the acknowledgement goes if answers are still missing: SEND_LEAD before `due_by`
+    (at most a fifth of the wait), so that Spark has it by then."""
+    lead = min(SEND_LEAD, (due_by - received_at) / 5)
+    return due_by - lead
+
+
+def plan_ack(conn: Connection, event_id: str, *, received_at: datetime, due_by: datetime) -> bool:
+    """In the event's transaction: the event's acknowledgement, due at `send_by` (sooner
+    once every cap has an answer); False when it was planned before (the event came again)."""
+    row = fetch_one(
         conn,
         "insert_lpc_ack",
-        {"event_id": event_id, "due_by": received_at + within, "now": received_at},
+        {
+            "event_id": event_id,
+            "due_by": due_by,
+            "send_at": send_by(received_at, due_by),
+            "now": received_at,
+        },
     )
+    return row is not None
 
 
 @dataclass(frozen=True)
@@ -65,11 +100,24 @@ class AckResult:
         }
 
 
-def build_body(conn: Connection, event_id: str) -> tuple[str, int, int]:
-    """The acknowledgement's body, and how many targets it acknowledges and declines."""
+def build_body(conn: Connection, event_id: str, *, now: datetime) -> tuple[str, int, int]:
+    """The acknowledgement's body, and how many targets it acknowledges and declines: only
+    the targets whose cap the control system accepted are acknowledged. For an event that
+    came in time, plans still waiting for a retry are declined for good."""
     kind_row = fetch_one(conn, "lpc_ack_event_kind", {"event_id": event_id})
     if kind_row is None:
         raise RuntimeError(f"no LPC event {event_id} for its acknowledgement")
+    if not kind_row["late"]:
+        declined_now = fetch_all(
+            conn, "decline_unanswered_lpc_dispatches", {"event_id": event_id, "now": now}
+        )
+        if declined_now:
+            log.warning(
+                "LPC event %s: %d cap(s) not answered by the control system when the "
+                "acknowledgement was due; declined",
+                event_id,
+                len(declined_now),
+            )
     payload_type, fields = PAYLOAD_TYPES[kind_row["kind"]]
     acknowledged: list[dict[str, str]] = []
     declined: list[dict[str, str]] = []
@@ -80,7 +128,8 @@ def build_body(conn: Connection, event_id: str) -> tuple[str, int, int]:
             "resourceId": target["resource_id"],
         }
         item = {name: values[name] for name in fields}
-        (acknowledged if target["known"] else declined).append(item)
+        accepted = target["known"] and target["control_status"] == "sent"
+        (acknowledged if accepted else declined).append(item)
     body = {
         "eventId": event_id,
         "payloads": [
@@ -115,7 +164,7 @@ def send_one(
         claimed_event: str = claimed["event_id"]
         attempt = int(claimed["attempts"])
         if not claimed["built"]:
-            body, acknowledged, declined = build_body(conn, claimed_event)
+            body, acknowledged, declined = build_body(conn, claimed_event, now=now)
             execute(
                 conn,
                 "build_lpc_ack",

@@ -1,5 +1,6 @@
 """What the three LPC handlers share: read the payload, store the event with its caps, and
-for a resource or location event plan its acknowledgement, sent after the commit."""
+for a resource or location event plan its caps to the control system and its
+acknowledgement, sent after the commit."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import logging
 
 from shared.config import Settings
 from shared.db import Connection, fetch_one
-from shared.queues import SPARK_QUEUE
+from shared.queues import DISPATCH_QUEUE, SPARK_QUEUE
 from shared.timeutil import utcnow
+from worker.celery_app import MAX_COUNTDOWN
 from worker.events.handling import FollowUp, StoredEvent
-from worker.lpc.ack import plan_ack
+from worker.lpc.ack import ack_due_by, plan_ack
+from worker.lpc.dispatch import make_answered_acks_due, plan_dispatches
 from worker.lpc.payload import Kind, parse_lpc
 from worker.lpc.store import store_lpc
 
@@ -40,18 +43,37 @@ def store_lpc_event(conn: Connection, event: StoredEvent, kind: Kind) -> bool:
     return new
 
 
-# Named here, not imported from worker.lpc.tasks, which imports Celery's task machinery.
+# Named here, not imported from the task modules, which import Celery's task machinery.
 SEND_ACK_TASK = "lpc.send_ack"
+DISPATCH_DUE_TASK = "curves.dispatch_due"
+# After due_by, so the task never finds it not yet due.
+ACK_COUNTDOWN_MARGIN_SECONDS = 0.5
 
 
 def handle_acted_on(
     conn: Connection, event: StoredEvent, settings: Settings, kind: Kind
 ) -> list[FollowUp]:
-    """A resource or location event: stored, its acknowledgement planned (once, however often
-    the event comes) and sent by a follow-up once the event's transaction has committed."""
+    """A resource or location event: stored; its caps' plans and its acknowledgement planned
+    (once, however often the event comes). After the commit the dispatch run sends the caps,
+    and the acknowledgement is queued for its deadline (sooner when the answers are in)."""
     store_lpc_event(conn, event, kind)
     # The first arrival counts, not a replay's.
     row = fetch_one(conn, "get_lpc_event", {"event_id": event.event_id})
     assert row is not None
-    plan_ack(conn, event.event_id, received_at=row["received_at"], within=settings.lpc_ack_within)
-    return [FollowUp(SEND_ACK_TASK, SPARK_QUEUE, {"event_id": event.event_id})]
+    now = utcnow()
+    due_by = ack_due_by(row["received_at"], row["first_period_start"], settings.lpc_ack_within)
+    if plan_ack(conn, event.event_id, received_at=row["received_at"], due_by=due_by):
+        plan_dispatches(conn, event.event_id, now=now)
+        # No target to ask the control system about: nothing to wait for.
+        make_answered_acks_due(conn, [event.event_id], now=now)
+    follow_ups = [FollowUp(DISPATCH_DUE_TASK, DISPATCH_QUEUE)]
+    ack = fetch_one(conn, "get_lpc_ack", {"event_id": event.event_id})
+    if ack is not None and ack["status"] in ("due", "retrying") and ack["next_attempt_at"]:
+        wait = max((ack["next_attempt_at"] - now).total_seconds(), 0.0)
+        # A longer wait than an ETA may be is left to the every-minute sweep.
+        if wait + ACK_COUNTDOWN_MARGIN_SECONDS <= MAX_COUNTDOWN:
+            countdown = wait + ACK_COUNTDOWN_MARGIN_SECONDS if wait else None
+            follow_ups.append(
+                FollowUp(SEND_ACK_TASK, SPARK_QUEUE, {"event_id": event.event_id}, countdown)
+            )
+    return follow_ups
