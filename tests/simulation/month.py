@@ -48,7 +48,7 @@ from tests.reports.support import (
 )
 from tests.users.helpers import user_document, write_json
 from worker.lpc import ack
-from worker.lpc.ack import plan_ack
+from worker.lpc.handling import plan_reaction
 from worker.lpc.payload import Kind
 from worker.users.deletion import run_due_deletions
 
@@ -458,7 +458,7 @@ def _lpc_event(
         database_url, kind, *event["payload"]["targets"], received_at=now, event_id=event["id"]
     )
     with connect(database_url) as conn, conn.transaction():
-        plan_ack(conn, event_id, received_at=now, within=timedelta(minutes=15))
+        plan_reaction(conn, event_id, within=timedelta(minutes=15), now=now)
     return event_id
 
 

@@ -5,6 +5,7 @@ acknowledgement, sent after the commit."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 from shared.config import Settings
 from shared.db import Connection, fetch_one
@@ -50,6 +51,18 @@ DISPATCH_DUE_TASK = "curves.dispatch_due"
 ACK_COUNTDOWN_MARGIN_SECONDS = 0.5
 
 
+def plan_reaction(conn: Connection, event_id: str, *, within: timedelta, now: datetime) -> None:
+    """In the stored event's transaction, once however often it comes: its caps' plans, due
+    `now`, and its acknowledgement, due by its deadline from the event's first arrival (or at
+    once, when no target is to be asked about)."""
+    row = fetch_one(conn, "get_lpc_event", {"event_id": event_id})
+    assert row is not None
+    due_by = ack_due_by(row["received_at"], row["first_period_start"], within)
+    if plan_ack(conn, event_id, received_at=row["received_at"], due_by=due_by):
+        plan_dispatches(conn, event_id, now=now)
+        make_answered_acks_due(conn, [event_id], now=now)
+
+
 def handle_acted_on(
     conn: Connection, event: StoredEvent, settings: Settings, kind: Kind
 ) -> list[FollowUp]:
@@ -57,15 +70,8 @@ def handle_acted_on(
     (once, however often the event comes). After the commit the dispatch run sends the caps,
     and the acknowledgement is queued for its deadline (sooner when the answers are in)."""
     store_lpc_event(conn, event, kind)
-    # The first arrival counts, not a replay's.
-    row = fetch_one(conn, "get_lpc_event", {"event_id": event.event_id})
-    assert row is not None
     now = utcnow()
-    due_by = ack_due_by(row["received_at"], row["first_period_start"], settings.lpc_ack_within)
-    if plan_ack(conn, event.event_id, received_at=row["received_at"], due_by=due_by):
-        plan_dispatches(conn, event.event_id, now=now)
-        # No target to ask the control system about: nothing to wait for.
-        make_answered_acks_due(conn, [event.event_id], now=now)
+    plan_reaction(conn, event.event_id, within=settings.lpc_ack_within, now=now)
     follow_ups = [FollowUp(DISPATCH_DUE_TASK, DISPATCH_QUEUE)]
     ack = fetch_one(conn, "get_lpc_ack", {"event_id": event.event_id})
     if ack is not None and ack["status"] in ("due", "retrying") and ack["next_attempt_at"]:
