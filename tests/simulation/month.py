@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -370,20 +371,36 @@ class Played:
 
     deletions: dict[str, datetime] = field(default_factory=dict)
     sweeps: int = 0
-    faults: dict[str, int] = field(default_factory=dict)
+    faults: Counter[str] = field(default_factory=Counter)
+    # Faults injected by `interrupt` hooks (worker kills), as they describe them.
+    interrupts: list[str] = field(default_factory=list)
 
 
-def run_month(sandbox: SandboxHandle, database_url: str, month: Month, tmp_path: Path) -> Played:
+# Called at an hour before the CLI's sweep, e.g. to kill a worker mid-sweep; says what it did.
+Interrupt = Callable[[datetime, "Played"], str]
+
+
+def report_faults(month: Month) -> dict[str, Any]:
+    """The random faults of POST /reports during the month."""
+    return {
+        "errorRate": month.size.fault_rate,
+        "status500Share": 1,
+        "status429Share": 1,
+        "lostAnswerShare": 1,
+        "lostAnswerMode": "drop",
+        "seed": month.size.seed,
+    }
+
+
+def run_month(
+    sandbox: SandboxHandle,
+    database_url: str,
+    month: Month,
+    tmp_path: Path,
+    interrupts: dict[datetime, Interrupt] | None = None,
+) -> Played:
     register_users(sandbox, database_url, month, tmp_path)
-    set_report_faults(
-        sandbox,
-        errorRate=month.size.fault_rate,
-        status500Share=1,
-        status429Share=1,
-        lostAnswerShare=1,
-        lostAnswerMode="drop",
-        seed=month.size.seed,
-    )
+    set_report_faults(sandbox, **report_faults(month))
     played = Played()
     created = defaultdict(list)
     for planned in month.curves + month.lpc:
@@ -410,6 +427,9 @@ def run_month(sandbox: SandboxHandle, database_url: str, month: Month, tmp_path:
             if now == month.deferred_at:
                 _delete(sandbox, database_url, month.deferred_user, now, "--at-month-end")
             sandbox.control.set_clock(now, frozen=True)
+            interrupt = (interrupts or {}).get(now)
+            if interrupt and (done := interrupt(now, played)):
+                played.interrupts.append(done)
             cli_json(database_url, "reports", "send", "--due", "--now", utc(now), sandbox=sandbox)
             played.sweeps += 1
             # Beat's lpc.sweep_acks (every minute) and hourly users.run_due_deletions, at
@@ -420,7 +440,7 @@ def run_month(sandbox: SandboxHandle, database_url: str, month: Month, tmp_path:
                 for result in run_due_deletions(conn, client, now=now, tz=OSLO):
                     if result.outcome == "deleted":
                         played.deletions[result.user_id] = now
-    played.faults = dict(sandbox.control.report_faults()["drawn"])
+    played.faults.update(sandbox.control.report_faults()["drawn"])
     sandbox.control.clear_report_faults()
     return played
 
@@ -570,6 +590,7 @@ class Outcome:
             f"{user} at {when:%m-%d %H:%M}Z" for user, when in sorted(played.deletions.items())
         )
         faults = ", ".join(f"{k} {v}" for k, v in sorted(played.faults.items()) if v)
+        interrupts = "; ".join(played.interrupts) or "none"
         lines = [
             f"simulated month: October 2026 (Europe/Oslo, summer time ends on the 25th) into "
             f"November; days with curves {len(month.size.days)}, sweeps {played.sweeps}",
@@ -584,7 +605,7 @@ class Outcome:
             f"{kinds['sent again']}, corrected {kinds['corrected']}, twice in one file "
             f"{kinds['twice in one file']}",
             f"reports accepted: {self.reports} (+{self.resent_bodies} identical re-sends after "
-            f"lost answers); ledger {dict(sorted(self.statuses.items()))}",
+            f"lost answers or cut-off sends); ledger {dict(sorted(self.statuses.items()))}",
             f"energy: {self.points} (event, target, period) points ({self.lpc_points} of LPC "
             f"events), {self.kwh:.4f} kWh, "
             f"each equal to the independent sum (1e-6)",
@@ -592,6 +613,7 @@ class Outcome:
             f"(SPARK_REPORT_MAX_WAIT {MAX_WAIT / HOUR:.0f} h)",
             f"deletions: {deletions}; reported after deletion: {len(self.after_deletion)}",
             f"faults injected on POST /reports: {faults or 'none'}",
+            f"sends cut off: {interrupts}",
             f"lost {len(self.missing)}, over-reported {len(self.over)}, wrong "
             f"{len(self.wrong)}, duplicated {len(self.duplicated)}",
         ]
