@@ -1,0 +1,136 @@
+"""PostgreSQL hung (every process of a private cluster stopped with SIGSTOP, then SIGCONT)
+under a stream of webhooks, through gunicorn and a real worker (issue 15, Faults).
+
+A hung database is worse than a stopped one (tests/worker/test_ingest_event.py stops one):
+nothing refuses, connections and queries just wait. The ingress does not touch PostgreSQL,
+so it answers 2xx throughout and the messages wait in Redis; the worker's tasks wait, time
+out or retry, and once PostgreSQL runs again everything lands once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from devstack.servers import PostgresServer
+from shared.db import connect
+from shared.db.migrate import upgrade
+from shared.queues import INGEST_QUEUE
+from tests.faults.invariant import (
+    ControlSystem,
+    Gunicorn,
+    Restarting,
+    SparkStream,
+    outcome,
+    report,
+    settle,
+)
+from tests.fixtures.services import WorkerProcess
+from tests.waiting import wait_for
+
+THREADS = 6
+
+
+def cluster_pids(server: PostgresServer) -> list[int]:
+    """The postmaster and every process it started (backends, checkpointer, walwriter...)."""
+    postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(
+        ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [postmaster, *(int(pid) for pid in children)]
+
+
+def signal_cluster(server: PostgresServer, signum: signal.Signals) -> None:
+    for pid in cluster_pids(server):
+        # A backend may have ended meanwhile.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+@pytest.fixture
+def private_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
+    server = PostgresServer(tmp_path / "pg").start()
+    with connect(server.url) as conn:
+        upgrade(conn)
+    yield server
+    signal_cluster(server, signal.SIGCONT)
+    server.stop("immediate")
+
+
+@pytest.fixture
+def pipeline(
+    tmp_path: Path,
+    redis_url: str,
+    private_postgres: PostgresServer,
+    start_worker: Callable[..., WorkerProcess],
+) -> Iterator[tuple[Gunicorn, ControlSystem, Restarting]]:
+    plans = ControlSystem().start()
+    ingress = Gunicorn(redis_url, tmp_path / "gunicorn.log", workers=4).start()
+    worker = Restarting(
+        lambda: start_worker(private_postgres.url, redis_url, concurrency=2, **plans.env())
+    ).run()
+    yield ingress, plans, worker
+    worker.stop()
+    ingress.stop()
+    plans.stop()
+
+
+def time_limit_hit(worker: Restarting) -> bool:
+    log = worker.current.log() if worker.current else ""
+    # Celery logs "Soft time limit (90s) exceeded for events.ingest_event[...]".
+    return "time limit (" in log
+
+
+@pytest.mark.parametrize("hang", ["short", "past the time limit"])
+def test_it_lands_everything_once_after_postgres_hung(
+    hang: str,
+    redis_url: str,
+    private_postgres: PostgresServer,
+    pipeline: tuple[Gunicorn, ControlSystem, Restarting],
+) -> None:
+    ingress, plans, worker = pipeline
+    database_url = private_postgres.url
+    stream = SparkStream(ingress.webhook_url, threads=THREADS).start()
+    with redis.Redis.from_url(redis_url) as client:
+        try:
+            stream.wait_accepted(60, timeout=60)
+            signal_cluster(private_postgres, signal.SIGSTOP)
+            try:
+                # Hung until the worker is seen stuck (webhooks keep being accepted and wait
+                # in Redis), or until its tasks' soft time limit (90 s for an ingest) cut them
+                # off while they waited on PostgreSQL.
+                wait_for(lambda: client.llen(INGEST_QUEUE) >= 100, 120, "100 webhooks queued")
+                if hang != "short":
+                    wait_for(lambda: time_limit_hit(worker), 240, "a task's time limit")
+                stored_before = len(stream.accepted)
+            finally:
+                signal_cluster(private_postgres, signal.SIGCONT)
+            stream.wait_accepted(60, timeout=60)
+        finally:
+            stream.stop()
+    took = settle(stream, database_url, redis_url, plans, within=300)
+
+    log = worker.current.log() if worker.current else ""
+    result = outcome(
+        f"postgres-sigstop-{hang.replace(' ', '-')}",
+        stream,
+        database_url,
+        plans,
+        extra=(
+            f"{stream.statuses[202] + stream.statuses[200]} answers 2xx, "
+            f"{sum(s >= 500 for s in stream.statuses.elements())} 5xx, "
+            f"{stored_before} accepted before SIGCONT, {log.count('Retry in')} task retries, "
+            f"{log.count('time limit (')} time limits hit, landed {took:.0f} s after, "
+            f"worker exits (restarted) {worker.exits}"
+        ),
+    )
+    report(result)
+    assert (result.lost, result.duplicated) == (0, 0), result.line()
+    assert result.stored == result.answered_2xx

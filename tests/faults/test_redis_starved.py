@@ -1,0 +1,159 @@
+"""Redis hung (`SIGSTOP`, then `SIGCONT`) and Redis full (`maxmemory`, `noeviction`) under a
+stream of webhooks, through the ingress as production runs it (gunicorn) and a real worker
+(issue 15, Faults).
+
+While Redis hangs, the ingress answers 503 within its socket timeout instead of holding
+Spark's request; while it is full, 503 at once, and Redis evicts nothing (the queue is the
+only copy of an accepted webhook). Either way Spark's retries bring the events in once Redis
+answers again, and the invariant holds: every webhook answered 2xx stored exactly once, each
+curve's plan sent once, nothing acknowledged lost. tests/ingress/test_webhooks.py checks the
+single-request answers; these check the whole pipeline under load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from devstack.servers import RedisServer
+from ingress.queueing import SOCKET_TIMEOUT
+from tests.faults.invariant import (
+    ControlSystem,
+    Gunicorn,
+    Restarting,
+    SparkStream,
+    outcome,
+    report,
+    settle,
+)
+from tests.fixtures.services import WorkerProcess
+from tests.waiting import wait_for
+
+# Spark-like senders, one per request thread of the ingress (4 processes of 2, minus two for
+# the worker's share of the two cores): none waits for a thread, so each answer's time is
+# the ingress's own.
+THREADS = 6
+# A request's longest wait while Redis hangs. Its own handling takes one socket timeout (2 s,
+# ingress/queueing.py: the write times out, and a timeout is not retried). But a gthread
+# process takes a connection in even while both its threads hold requests on the hung Redis,
+# and Spark's connections are kept alive, so a request can first wait for a thread of its
+# process: measured up to three socket timeouts in all (6.1 s) with six senders on 4 x 2
+# threads. A second of slack for two cores shared with the worker and Redis.
+ANSWER_WITHIN = 3 * SOCKET_TIMEOUT + 1.0
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """Redis as production should run it: AOF, `appendfsync always`, `noeviction`."""
+    server = RedisServer(directory=tmp_path / "redis", appendonly=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pipeline(
+    tmp_path: Path,
+    database_url: str,
+    private_redis: RedisServer,
+    start_worker: Callable[..., WorkerProcess],
+) -> Iterator[tuple[Gunicorn, ControlSystem, Restarting]]:
+    plans = ControlSystem().start()
+    ingress = Gunicorn(private_redis.url, tmp_path / "gunicorn.log", workers=4).start()
+    worker = Restarting(
+        lambda: start_worker(database_url, private_redis.url, concurrency=2, **plans.env())
+    ).run()
+    yield ingress, plans, worker
+    worker.stop()
+    ingress.stop()
+    plans.stop()
+
+
+def test_it_answers_503_in_time_while_redis_hangs_and_loses_nothing(
+    database_url: str,
+    private_redis: RedisServer,
+    pipeline: tuple[Gunicorn, ControlSystem, Restarting],
+) -> None:
+    ingress, plans, worker = pipeline
+    stream = SparkStream(ingress.webhook_url, threads=THREADS).start()
+    try:
+        stream.wait_accepted(60, timeout=60)
+        private_redis.pause()
+        try:
+            # Hung until every sender has been answered 503 twice: first tries and retries
+            # (Spark's first two waits are 1 s and 2 s), none of them given up yet.
+            wait_for(
+                lambda: stream.statuses[503] >= 2 * THREADS,
+                4 * ANSWER_WITHIN,
+                "two 503s per sender while Redis hangs",
+            )
+        finally:
+            private_redis.resume()
+        stream.wait_accepted(60, timeout=60)
+    finally:
+        stream.stop()
+    settle(stream, database_url, private_redis.url, plans)
+
+    result = outcome(
+        "redis-sigstop",
+        stream,
+        database_url,
+        plans,
+        extra=(
+            f"{stream.statuses[503]} answered 503, slowest answer {stream.slowest:.1f} s "
+            f"({sum(t > SOCKET_TIMEOUT + 0.5 for _, t in stream.answers)} over one timeout), "
+            f"worker exits (restarted) {worker.exits}"
+        ),
+    )
+    report(result)
+    assert stream.slowest <= ANSWER_WITHIN, result.line()
+    assert (result.lost, result.duplicated) == (0, 0), result.line()
+    assert result.stored == result.answered_2xx
+
+
+def test_it_answers_503_while_redis_is_full_and_evicts_nothing(
+    database_url: str,
+    private_redis: RedisServer,
+    pipeline: tuple[Gunicorn, ControlSystem, Restarting],
+) -> None:
+    ingress, plans, worker = pipeline
+    stream = SparkStream(ingress.webhook_url, threads=THREADS).start()
+    with redis.Redis.from_url(private_redis.url) as admin:
+        try:
+            stream.wait_accepted(60, timeout=60)
+            # Full: with noeviction every write is refused (OOM), the ingress's and the
+            # worker's alike, until every sender has been answered 503 twice.
+            admin.config_set("maxmemory", 1)
+            try:
+                wait_for(
+                    lambda: stream.statuses[503] >= 2 * THREADS,
+                    4 * ANSWER_WITHIN,
+                    "two 503s per sender while Redis is full",
+                )
+                queued_while_full = admin.llen("ingest")
+            finally:
+                admin.config_set("maxmemory", 0)
+            stream.wait_accepted(60, timeout=60)
+        finally:
+            stream.stop()
+        settle(stream, database_url, private_redis.url, plans)
+        evicted = int(admin.info("stats")["evicted_keys"])
+        policy = admin.config_get("maxmemory-policy")["maxmemory-policy"]
+
+    result = outcome(
+        "redis-maxmemory",
+        stream,
+        database_url,
+        plans,
+        extra=(
+            f"{stream.statuses[503]} answered 503, {evicted} keys evicted, "
+            f"{queued_while_full} queued while full, worker exits (restarted) {worker.exits}"
+        ),
+    )
+    report(result)
+    assert policy == "noeviction"
+    assert evicted == 0
+    assert (result.lost, result.duplicated) == (0, 0), result.line()
+    assert result.stored == result.answered_2xx
