@@ -54,11 +54,11 @@ CLIENT_TIMEOUT = 10.0
 
 @dataclass
 class Gunicorn:
-    """The ingress as production runs it: gunicorn, ingress/gunicorn_conf.py, on a free port."""
+    """The ingress as production runs it: gunicorn with ingress/gunicorn_conf.py (its worker
+    class and count), on a free port."""
 
     redis_url: str
     log_path: Path
-    workers: int = 2
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -81,8 +81,7 @@ class Gunicorn:
         )
         args = [
             sys.executable, "-m", "gunicorn", "-c", str(REPO / "ingress" / "gunicorn_conf.py"),
-            "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
-            "ingress.wsgi:app",
+            "--bind", f"127.0.0.1:{self.port}", "ingress.wsgi:app",
         ]  # fmt: skip
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=log)

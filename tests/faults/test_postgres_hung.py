@@ -72,7 +72,7 @@ def pipeline(
     start_worker: Callable[..., WorkerProcess],
 ) -> Iterator[tuple[Gunicorn, ControlSystem, Restarting]]:
     plans = ControlSystem().start()
-    ingress = Gunicorn(redis_url, tmp_path / "gunicorn.log", workers=4).start()
+    ingress = Gunicorn(redis_url, tmp_path / "gunicorn.log").start()
     worker = Restarting(
         lambda: start_worker(private_postgres.url, redis_url, concurrency=2, **plans.env())
     ).run()

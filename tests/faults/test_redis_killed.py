@@ -40,7 +40,7 @@ from tests.fixtures.sandbox import WEBHOOK_SECRET, SandboxHandle, spark_env
 from tests.fixtures.services import IngressServer, worker_env
 from tests.waiting import drained, wait_for
 
-KILLS = int(os.environ.get('FAULTS_REDIS_KILLS', '5'))
+KILLS = int(os.environ.get("FAULTS_REDIS_KILLS", "5"))
 # How long the stream runs between kills, and how long Redis stays down.
 LOAD_SECONDS = 4.0
 DOWN_SECONDS = 2.0
