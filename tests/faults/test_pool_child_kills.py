@@ -1,0 +1,75 @@
+"""Pool children killed (`kill -9`) again and again under a stream of webhooks.
+
+The prefork pool's children run the tasks; the parent acknowledges a message only once its
+task returned (`task_acks_late`) and gives it back when the child dies
+(`task_reject_on_worker_lost`). A kill lands either mid-task (before the inbox's commit:
+nothing was stored, the message runs again) or after the commit and before the
+acknowledgement (the message runs again and finds its delivery stored: outcome `duplicate`,
+no effect repeated). Both are counted from the worker's log. The deterministic mid-ingest
+kill (the inbox held by a table lock) is tests/worker/test_ingest_event.py, in `make test`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import threading
+from collections.abc import Callable
+
+from tests.faults.spark_stream import STREAM_TYPES, EventStream, settle
+from tests.fixtures.sandbox import WEBHOOK_SECRET, SandboxHandle, spark_env
+from tests.fixtures.services import IngressServer, WorkerProcess
+
+EVENTS = 160
+INTERVAL = 0.08
+KILL_EVERY = (0.15, 0.6)  # seconds between kills, drawn uniformly
+
+
+def test_it_stores_every_answered_event_once_while_pool_children_are_killed(
+    sandbox: SandboxHandle,
+    database_url: str,
+    redis_url: str,
+    start_ingress: Callable[..., IngressServer],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    ingress = start_ingress(redis_url, secret=WEBHOOK_SECRET)
+    worker = start_worker(database_url, redis_url, concurrency=2, **spark_env(sandbox))
+    sandbox.register_webhook(ingress.webhook_url, notification_types=STREAM_TYPES)
+
+    stream = EventStream(sandbox, EVENTS, INTERVAL).start()
+    kills = 0
+    stop = threading.Event()
+    rng = random.Random(15)
+    while stream.running and not stop.wait(rng.uniform(*KILL_EVERY)):
+        children = worker.children()
+        if children:
+            try:
+                os.kill(rng.choice(children), signal.SIGKILL)
+                kills += 1
+            except ProcessLookupError:
+                pass  # the pool replaced it meanwhile
+    created = stream.join()
+    sandbox.wait_for_deliveries(timeout=60)
+
+    # An acknowledgement whose sender was killed mid-POST is leased for 3 minutes
+    # (worker/reports/sender.py LEASE): its retry comes after that, hence the wait.
+    outcome = settle("pool child kill -9", sandbox, database_url, redis_url, created, timeout=480)
+    log = worker.log()
+    lost = set(re.findall(r"events\.ingest_event\[([0-9a-f-]+)\] retry: .*WorkerLostError", log))
+    rerun_stored = set(
+        re.findall(r"events\.ingest_event\[([0-9a-f-]+)\] succeeded .*'duplicate'", log)
+    )
+    other_lost = len(re.findall(r"\] retry: .*WorkerLostError", log)) - len(lost)
+    outcome.notes = (
+        f"{kills} kills; {len(lost)} ingests lost by a killed child and rerun, "
+        f"{len(lost & rerun_stored)} of them killed after their commit; "
+        f"{other_lost} other tasks (acknowledgements, reconciles) lost and rerun"
+    )
+    print(outcome.line())
+    assert kills >= 10
+    assert lost, "no kill landed on a running ingest"
+    assert outcome.answered == outcome.sent
+    assert outcome.holds(), outcome.line()
+    assert outcome.stored == outcome.sent
