@@ -11,10 +11,16 @@ queued as one `consumption.ingest_readings` task and the answer is 202 with the 
                    "start": "2026-03-04T10:00:00Z", "end": "2026-03-04T11:00:00Z",
                    "kWh": 7.2, "readingId": "session-881"}]}
 
-    202 {"batchId": "…", "readings": 1}
+    202 {"batchId": "…", "readings": 1, "status": "queued"}
+        Location: /consumption/batches/…
     400 {"errors": {"readings": {"0": {"end": ["must be after start"]}}}}
     401 bad or missing token; 413 body over the limit; 503 the queue is unavailable.
 
+    GET /consumption/batches/{batchId}, with the same token:
+    200 {"status": "queued", …, "unknownAfter": "…"} or {"status": "stored", "inserted": …}
+    404 {"status": "unknown", …}: send the readings again (shared/batch_status.py).
+
+The API is described by ingress/consumption-openapi.json, served at GET /consumption/openapi.json.
 The batch goes out through the ingress's one Celery app (ingress/queueing.py), as webhooks do.
 """
 
@@ -26,12 +32,15 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
+import redis
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ingress.queueing import QueueUnavailable, TaskQueue
+from ingress.queueing import CONNECT_TIMEOUT, SOCKET_TIMEOUT, QueueUnavailable, TaskQueue
+from shared.batch_status import mark_queued, read_status
 from shared.config import Settings
 from shared.readings import INGEST_READINGS_TASK, check_readings
 
@@ -97,10 +106,26 @@ def _read_readings() -> list[Any] | Response:
     return readings
 
 
+OPENAPI_DOCUMENT = "consumption-openapi.json"
+OPENAPI_PATH = "/consumption/openapi.json"
+
+
+def openapi_document() -> bytes:
+    """The OpenAPI document of the consumption endpoints, as served."""
+    return resources.files("ingress").joinpath(OPENAPI_DOCUMENT).read_bytes()
+
+
 def consumption_blueprint(settings: Settings, queue: TaskQueue) -> Blueprint:
     tokens = [token.encode("utf-8") for token in settings.consumption_api_tokens]
     if not tokens:
         logger.warning("CONSUMPTION_API_TOKENS is empty: POST /consumption refuses every request")
+    pending = settings.consumption_batch_pending
+    # The batches' status records (shared/batch_status.py), with the queue's timeouts: a hung
+    # Redis is a 503, not a hung thread.
+    statuses = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
+    )
+    document = openapi_document()
     blueprint = Blueprint("consumption", __name__)
 
     @blueprint.post("/consumption", provide_automatic_options=False)
@@ -116,11 +141,43 @@ def consumption_blueprint(settings: Settings, queue: TaskQueue) -> Blueprint:
             return _json(400, {"errors": {"readings": errors}})
         batch_id = str(uuid.uuid4())
         try:
+            # The status first: once the message is out, a worker may store the batch at once,
+            # and its `stored` must not be overwritten by this `queued`.
+            mark_queued(
+                statuses, batch_id, received_at=received_at, now=received_at, pending=pending,
+                readings=len(checked),
+            )  # fmt: skip
             enqueue(queue, batch_id, [r.to_json() for r in checked], received_at)
-        except QueueUnavailable as exc:
+        except (QueueUnavailable, redis.RedisError) as exc:
             logger.error("consumption batch not queued, answering 503: %s", exc)
             return _json(503, {"error": "queue unavailable"})
         logger.info("consumption batch %s queued (%d readings)", batch_id, len(checked))
-        return _json(202, {"batchId": batch_id, "readings": len(checked)})
+        answer = _json(202, {"batchId": batch_id, "readings": len(checked), "status": "queued"})
+        answer.headers["Location"] = f"/consumption/batches/{batch_id}"
+        return answer
+
+    @blueprint.get("/consumption/batches/<path:batch_id>", provide_automatic_options=False)
+    def get_batch(batch_id: str) -> Response:
+        if not _authorized(request.headers.get("Authorization"), tokens):
+            return _json(401, {"error": "a valid bearer token is required"})
+        try:
+            found = read_status(statuses, batch_id, now=datetime.now(UTC))
+        except redis.RedisError as exc:
+            logger.error("consumption batch status not read, answering 503: %s", exc)
+            return _json(503, {"error": "queue unavailable"})
+        if found.status == "unknown":
+            return _json(
+                404,
+                {
+                    **found.record,
+                    "error": "no record of this batch: send its readings again (a reading "
+                    "sent twice is stored once)",
+                },
+            )
+        return _json(200, found.record)
+
+    @blueprint.get(OPENAPI_PATH, provide_automatic_options=False)
+    def get_openapi() -> Response:
+        return Response(document, status=200, mimetype="application/json")
 
     return blueprint

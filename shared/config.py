@@ -204,6 +204,10 @@ class Settings:
     max_webhook_bytes: int = MAX_WEBHOOK_BYTES
     # Bearer tokens that POST /consumption accepts; none configured: it accepts no one.
     consumption_api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    # How long a batch of readings from POST /consumption reads as `queued` without news of it
+    # before `GET /consumption/batches/{id}` calls it `unknown` (send it again). Longer than
+    # the longest retry delay plus the visibility timeout (shared/batch_status.py).
+    consumption_batch_pending: timedelta = timedelta(hours=1)
     # The EnergyUsage field the points travel in: "points" or the deprecated "curvePoints".
     report_points_field: ReportPointsField = "points"
     # The latest an LPC event's acknowledgement is sent, counted from the event's arrival.
@@ -385,6 +389,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             for part in (env.secret("CONSUMPTION_API_TOKENS") or "").split(",")
             if part.strip()
         ),
+        consumption_batch_pending=env.duration("CONSUMPTION_BATCH_PENDING", timedelta(hours=1)),
         report_points_field=points_field,
         lpc_ack_within=env.duration("SPARK_LPC_ACK_WITHIN", timedelta(minutes=5)),
         report_grace=env.duration("SPARK_REPORT_GRACE", timedelta(hours=24)),

@@ -119,10 +119,23 @@ def open_batch(conn: Connection, batch_id: str, *, source: str, received_at: dat
     return row is not None
 
 
-def batch_stored(conn: Connection, batch_id: str) -> bool:
+def get_batch(conn: Connection, batch_id: str) -> DictRow | None:
+    """The batch's row of `consumption_batches`, counts and first errors included."""
     with conn.transaction():
-        row = fetch_one(conn, "get_consumption_batch", {"batch_id": batch_id})
-    return row is not None and row["stored_at"] is not None
+        return fetch_one(conn, "get_consumption_batch", {"batch_id": batch_id})
+
+
+def batch_counts(row: DictRow) -> dict[str, Any]:
+    """A stored batch's counts as `GET /consumption/batches/{id}` shows them."""
+    return {
+        "readings": row["readings"],
+        "inserted": row["inserted"],
+        "replaced": row["replaced"],
+        "unchanged": row["unchanged"],
+        "rejected": row["rejected"],
+        "late": row["late"],
+        "errors": row["errors"],
+    }
 
 
 def store_readings(
