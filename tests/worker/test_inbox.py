@@ -222,6 +222,13 @@ def test_it_keeps_a_follow_up_failure_from_failing_the_committed_delivery(
         (b'{"eventId": "x"}', "not an event envelope"),
         (body({**notification(), "eventCreatedAtUtc": "yesterday"}), "eventCreatedAtUtc"),
         (body({**notification(), "eventCreatedAtUtc": "2024-09-12T13:48:47"}), "UTC offset"),
+        # Found by the fuzzing: a blank eventId (every one would be the same event), and valid
+        # JSON that PostgreSQL's text and jsonb cannot hold.
+        (body({**notification(), "eventId": ""}), "must not be blank"),
+        (body({**notification(), "eventId": " \t"}), "must not be blank"),
+        (body({**notification(), "eventId": "a\x00b"}), "NUL or a lone surrogate"),
+        (body({**notification(), "payload": {"x": ["\ud800"]}}), "NUL or a lone surrogate"),
+        (body({**notification(), "payload": {"\x00": 1}}), "NUL or a lone surrogate"),
     ],
 )
 def test_it_turns_a_signed_but_broken_body_into_a_dead_letter(

@@ -49,6 +49,12 @@ class SparkDateTime(fields.Field[datetime]):
             raise ValidationError(str(exc)) from None
 
 
+def _not_blank(value: str) -> None:
+    # A validator must raise: marshmallow 4 ignores one that returns False.
+    if not value.strip():
+        raise ValidationError("must not be blank")
+
+
 class _PayloadSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -63,7 +69,7 @@ class EventNotificationSchema(Schema):
         unknown = EXCLUDE
 
     notificationId = fields.String(required=True)
-    eventId = fields.String(required=True, validate=lambda v: bool(v.strip()))
+    eventId = fields.String(required=True, validate=_not_blank)
     eventCreatedAtUtc = SparkDateTime(load_default=None)
     notificationSentUtc = SparkDateTime(load_default=None)
     notificationType = fields.String(required=True)
@@ -76,7 +82,7 @@ class PolledEventSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    id = fields.String(required=True, validate=lambda v: bool(v.strip()))
+    id = fields.String(required=True, validate=_not_blank)
     createdAt = SparkDateTime(load_default=None)
     payload = fields.Dict(required=True)
 
@@ -106,6 +112,28 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def _unstorable(document: Any) -> str | None:
+    """The first string (key or value) that PostgreSQL's text and jsonb cannot hold: one with
+    NUL or a lone surrogate, both valid JSON as `\\u` escapes. Stored, it would fail the task
+    on every delivery; it is a dead letter instead. Iterative, like `_depth`."""
+    stack: list[Any] = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return item
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+    return None
+
+
 def _load_json(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
@@ -119,6 +147,11 @@ def _load_json(raw: bytes) -> Any:
         raise BrokenBody(f"not JSON: {exc}") from None
     if _depth(document) > MAX_NESTING:
         raise BrokenBody(f"JSON nested deeper than {MAX_NESTING} levels")
+    if (unstorable := _unstorable(document)) is not None:
+        raise BrokenBody(
+            "a string with NUL or a lone surrogate, which PostgreSQL cannot hold: "
+            f"{unstorable[:40]!r}"
+        )
     if not isinstance(document, dict):
         raise BrokenBody(f"not an event envelope: a JSON {type(document).__name__}")
     return document
