@@ -12,12 +12,17 @@ def utcnow() -> datetime:
 def parse_spark_datetime(value: str) -> datetime:
     """Spark writes `2024-09-12T13:48:47.1936858+00:00` (.NET, 7 fraction digits); others `Z`.
 
-    A value without an offset is refused rather than guessed.
+    A value without an offset is refused rather than guessed, and so is one that the offset
+    moves out of Python's years 1 to 9999 (`0001-01-01T00:00:00+01:00`): an OverflowError
+    there failed the ingest task of a signed webhook instead of making it a dead letter.
     """
     parsed = datetime.fromisoformat(value.strip())
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"timestamp without a UTC offset: {value!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp out of range: {value!r}") from None
 
 
 def format_spark_datetime(value: datetime) -> str:

@@ -226,6 +226,7 @@ def test_it_keeps_a_follow_up_failure_from_failing_the_committed_delivery(
         # JSON that PostgreSQL's text and jsonb cannot hold.
         (body({**notification(), "eventId": ""}), "must not be blank"),
         (body({**notification(), "eventId": " \t"}), "must not be blank"),
+        (body({**notification(), "eventCreatedAtUtc": "0001-01-01T00:00:00+01:00"}), "range"),
         (body({**notification(), "eventId": "a\x00b"}), "NUL or a lone surrogate"),
         (body({**notification(), "payload": {"x": ["\ud800"]}}), "NUL or a lone surrogate"),
         (body({**notification(), "payload": {"\x00": 1}}), "NUL or a lone surrogate"),
