@@ -115,11 +115,12 @@ def measure(
     database_url: str,
     created: list[str],
     *,
-    stored_ids: set[str] | None = None,
+    answered: set[str] | None = None,
     notes: str = "",
 ) -> Outcome:
-    """The invariant's figures for the events `created`, as they stand now."""
-    answered = answered_2xx(sandbox) & set(created)
+    """The invariant's figures for the events `created`, as they stand now; `answered`: the
+    events our ingress answered 2xx, when not the sandbox's deliveries."""
+    answered = (answered_2xx(sandbox) if answered is None else answered) & set(created)
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
             """
@@ -131,7 +132,7 @@ def measure(
             """,
             (list(created),),
         ).fetchall()
-    stored = {row[0] for row in rows} if stored_ids is None else stored_ids
+    stored = {row[0] for row in rows}
     acks = Counter({e["eventId"]: len(e["acknowledgements"]) for e in sandbox.control.lpc_events()})
     duplicated = sum(max(0, n - 1) for n in acks.values() if n)
     missing = 0
@@ -164,20 +165,21 @@ def settle(
     *,
     timeout: float = 240.0,
     expect_all: bool = False,
+    answered: set[str] | None = None,
     notes: str = "",
 ) -> Outcome:
     """Wait (up to `timeout`) until every event answered 2xx (every event created, with
     `expect_all`) is stored with its effects and nothing is left queued; print the outcome."""
     deadline = time.monotonic() + timeout
-    outcome = measure(fault, sandbox, database_url, created, notes=notes)
+    outcome = measure(fault, sandbox, database_url, created, answered=answered, notes=notes)
     while time.monotonic() < deadline:
-        outcome = measure(fault, sandbox, database_url, created, notes=notes)
+        outcome = measure(fault, sandbox, database_url, created, answered=answered, notes=notes)
         complete = outcome.holds() and (not expect_all or outcome.stored == outcome.sent)
         # Drained: no copy of an ingest is left to run again. (The spark queue holds
         # countdown messages, the eligibility reconciles, for minutes: a repeated
         # acknowledgement would show in the sandbox's count instead.)
         if complete and drained(redis_url, INGEST_QUEUE)():
-            outcome = measure(fault, sandbox, database_url, created, notes=notes)
+            outcome = measure(fault, sandbox, database_url, created, answered=answered, notes=notes)
             break
         time.sleep(0.5)
     print(outcome.line())
