@@ -36,7 +36,7 @@ SELECT l.event_id, l.kind, e.notification_type, l.event_created_at, l.received_a
        a.status AS ack_status
 FROM lpc_events AS l
 JOIN events AS e USING (event_id)
-LEFT JOIN lpc_acks AS a USING (event_id)
+LEFT JOIN reports AS a ON a.kind = 'lpc_ack' AND a.event_id = l.event_id
 ORDER BY l.received_at DESC, l.event_id
 LIMIT %(limit)s;
 
@@ -46,7 +46,7 @@ SELECT l.event_id, l.kind, e.notification_type, l.event_created_at, l.received_a
        a.status AS ack_status
 FROM lpc_events AS l
 JOIN events AS e USING (event_id)
-LEFT JOIN lpc_acks AS a USING (event_id)
+LEFT JOIN reports AS a ON a.kind = 'lpc_ack' AND a.event_id = l.event_id
 WHERE l.event_id = %(event_id)s;
 
 -- name: list_lpc_targets
@@ -67,23 +67,28 @@ FROM lpc_caps
 WHERE event_id = %(event_id)s
 ORDER BY target_no, period_start;
 
--- Acknowledgements (lpc_acks): the outbox of one report per resource or location event.
+-- Acknowledgements: reports of kind 'lpc_ack' in the reports ledger, one per resource or
+-- location event. Claimed, attempted, recorded and taken back from dead senders by the
+-- ledger's own queries (claim_report with kinds ['lpc_ack'], start_report_attempt,
+-- report_to_send, finish_report_attempt, record_report_*, expire_report_leases); these are
+-- what is an acknowledgement's own: when it is due, its body, its alert.
 
 -- name: insert_lpc_ack
 -- In the event's transaction: due at send_at (just before due_by, the latest Spark should
 -- have it); sooner once every target has the control system's answer
 -- (make_answered_lpc_acks_due). None when planned before.
-INSERT INTO lpc_acks (event_id, due_by, next_attempt_at, created_at, updated_at)
-VALUES (%(event_id)s, %(due_by)s, %(send_at)s, %(now)s, %(now)s)
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id;
+INSERT INTO reports (kind, event_id, status, due_by, next_attempt_at, created_at, updated_at)
+VALUES ('lpc_ack', %(event_id)s, 'due', %(due_by)s, %(send_at)s, %(now)s, %(now)s)
+ON CONFLICT (kind, event_id, part) DO NOTHING
+RETURNING id;
 
 -- name: make_answered_lpc_acks_due
 -- The acknowledgements of these events, not built yet, whose every dispatched target has an
--- answer (or that have none to wait for): due now rather than at due_by.
-UPDATE lpc_acks a
+-- answer (or that have none to wait for): due now rather than at send_at.
+UPDATE reports a
 SET next_attempt_at = %(now)s, updated_at = %(now)s
-WHERE a.event_id = ANY (%(event_ids)s::text[])
+WHERE a.kind = 'lpc_ack'
+  AND a.event_id = ANY (%(event_ids)s::text[])
   AND a.status = 'due'
   AND a.body IS NULL
   AND a.next_attempt_at > %(now)s
@@ -93,26 +98,6 @@ WHERE a.event_id = ANY (%(event_ids)s::text[])
   )
 RETURNING a.event_id;
 
--- name: claim_lpc_ack
--- The next acknowledgement to send (or the given event's), locked against every other
--- sender, and leased: a lease that runs out means the sender died mid-send.
-WITH next AS (
-    SELECT event_id
-    FROM lpc_acks
-    WHERE status IN ('due', 'retrying')
-      AND next_attempt_at <= %(now)s
-      AND (%(event_id)s::text IS NULL OR event_id = %(event_id)s::text)
-    ORDER BY next_attempt_at, event_id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE lpc_acks a
-SET status = 'sending', attempts = a.attempts + 1, lease_until = %(lease_until)s,
-    updated_at = %(now)s
-FROM next
-WHERE a.event_id = next.event_id
-RETURNING a.event_id, a.attempts, a.body IS NOT NULL AS built;
-
 -- name: lpc_ack_event_kind
 -- `late`: the event came when its first period had begun; its acknowledgement did not wait.
 SELECT kind, coalesce(first_period_start <= received_at, false) AS late
@@ -120,70 +105,18 @@ FROM lpc_events
 WHERE event_id = %(event_id)s;
 
 -- name: build_lpc_ack
-UPDATE lpc_acks
+UPDATE reports
 SET body = %(body)s, built_at = %(now)s, idempotency_key = %(idempotency_key)s,
-    acknowledged = %(acknowledged)s, declined = %(declined)s, updated_at = %(now)s
-WHERE event_id = %(event_id)s;
-
--- name: start_lpc_ack_attempt
-INSERT INTO lpc_ack_attempts (event_id, attempt, started_at)
-VALUES (%(event_id)s, %(attempt)s, %(now)s)
-ON CONFLICT (event_id, attempt) DO NOTHING;
-
--- name: lpc_ack_to_send
-SELECT event_id, attempts, body, idempotency_key
-FROM lpc_acks
-WHERE event_id = %(event_id)s;
-
--- name: finish_lpc_ack_attempt
-UPDATE lpc_ack_attempts
-SET finished_at = %(now)s, outcome = %(outcome)s, http_status = %(http_status)s,
-    error = %(error)s, response = %(response)s, spark_report_id = %(spark_report_id)s
-WHERE event_id = %(event_id)s AND attempt = %(attempt)s;
-
--- name: record_lpc_ack_accepted
--- Spark took it; also when the attempt had been given up as ambiguous meanwhile.
-UPDATE lpc_acks
-SET status = 'sent', spark_report_id = %(spark_report_id)s,
-    spark_created_at = %(spark_created_at)s, sent_at = %(now)s, lease_until = NULL,
-    next_attempt_at = NULL, last_error = NULL, updated_at = %(now)s
-WHERE event_id = %(event_id)s
-  AND status <> 'sent'
-  AND (status <> 'sending' OR attempts = %(attempt)s)
-RETURNING event_id;
-
--- name: record_lpc_ack_retry
-UPDATE lpc_acks
-SET status = 'retrying', next_attempt_at = %(next_attempt_at)s, last_error = %(error)s,
-    lease_until = NULL,
-    ambiguous_attempts = ambiguous_attempts + CASE WHEN %(ambiguous)s THEN 1 ELSE 0 END,
-    updated_at = %(now)s
-WHERE event_id = %(event_id)s AND status = 'sending' AND attempts = %(attempt)s
-RETURNING event_id;
-
--- name: record_lpc_ack_rejected
-UPDATE lpc_acks
-SET status = 'rejected', rejected_status = %(http_status)s, rejection = %(message)s,
-    last_error = %(error)s, lease_until = NULL, next_attempt_at = NULL, updated_at = %(now)s
-WHERE event_id = %(event_id)s AND status = 'sending' AND attempts = %(attempt)s
-RETURNING event_id;
-
--- name: expire_lpc_ack_leases
--- A sender that died mid-send: its attempt is ambiguous, and the acknowledgement is sent
--- again at once with the same body and key.
-UPDATE lpc_acks
-SET status = 'retrying', next_attempt_at = %(now)s, lease_until = NULL,
-    ambiguous_attempts = ambiguous_attempts + 1,
-    last_error = 'the attempt was cut off mid-send (lease expired)', updated_at = %(now)s
-WHERE status = 'sending' AND lease_until < %(now)s
-RETURNING event_id, attempts;
+    payload_count = 1, updated_at = %(now)s
+WHERE id = %(id)s AND kind = 'lpc_ack';
 
 -- name: claim_lpc_ack_alerts
 -- Acknowledgements not accepted within %(alert_after)s of their event's arrival, each once.
-UPDATE lpc_acks a
+UPDATE reports a
 SET alerted_at = %(now)s, updated_at = %(now)s
 FROM lpc_events e
 WHERE e.event_id = a.event_id
+  AND a.kind = 'lpc_ack'
   AND a.status <> 'sent'
   AND a.alerted_at IS NULL
   AND e.received_at + %(alert_after)s::interval <= %(now)s
@@ -192,21 +125,22 @@ RETURNING a.event_id, a.status, a.attempts, e.received_at,
 
 -- name: next_lpc_ack_attempt_at
 SELECT min(next_attempt_at) AS next_attempt_at
-FROM lpc_acks
-WHERE status IN ('due', 'retrying');
+FROM reports
+WHERE kind = 'lpc_ack' AND status IN ('due', 'retrying');
 
 -- name: get_lpc_ack
-SELECT event_id, status, due_by, next_attempt_at, acknowledged, declined, attempts,
-       ambiguous_attempts, last_error, spark_report_id, sent_at, rejected_status, rejection,
-       alerted_at, body
-FROM lpc_acks
-WHERE event_id = %(event_id)s;
+SELECT id, event_id, status, due_by, next_attempt_at, attempts, ambiguous_attempts, last_error,
+       spark_report_id, sent_at, rejected_status, rejection, alerted_at, body
+FROM reports
+WHERE kind = 'lpc_ack' AND event_id = %(event_id)s;
 
 -- name: list_lpc_ack_attempts
-SELECT attempt, started_at, finished_at, outcome, http_status, error, spark_report_id
-FROM lpc_ack_attempts
-WHERE event_id = %(event_id)s
-ORDER BY attempt;
+SELECT t.attempt, t.started_at, t.finished_at, t.outcome, t.http_status, t.error,
+       t.spark_report_id
+FROM report_attempts AS t
+JOIN reports AS r ON r.id = t.report_id
+WHERE r.kind = 'lpc_ack' AND r.event_id = %(event_id)s
+ORDER BY t.attempt;
 
 -- Caps to the control system (lpc_dispatches): the dispatch runs of worker/curves/dispatch.py
 -- claim and record these as they do curve_dispatches.

@@ -82,10 +82,11 @@ WHERE month = date_trunc('month', %(now)s AT TIME ZONE %(tz)s)::date
 
 -- name: ops_lpc_unacknowledged
 -- Resource and location LPC events of the last week whose acknowledgement Spark has not
--- accepted (lpc_acks.status is not 'sent'); a reservation is not acted on and does not count.
+-- accepted (its 'lpc_ack' report is not 'sent'); a reservation is not acted on and does not
+-- count.
 SELECT count(*) AS n, min(l.received_at) AS oldest
 FROM lpc_events AS l
-LEFT JOIN lpc_acks AS a USING (event_id)
+LEFT JOIN reports AS a ON a.kind = 'lpc_ack' AND a.event_id = l.event_id
 WHERE l.kind IN ('resource', 'location')
   AND l.received_at > %(now)s::timestamptz - interval '7 days'
   AND a.status IS DISTINCT FROM 'sent';

@@ -58,7 +58,8 @@ def _resources(*numbers: int) -> list[dict[str, Any]]:
 def _ack(database_url: str, event_id: str) -> dict[str, Any] | None:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
-            "SELECT status, attempts, ambiguous_attempts FROM lpc_acks WHERE event_id = %s",
+            "SELECT status, attempts, ambiguous_attempts FROM reports"
+            " WHERE kind = 'lpc_ack' AND event_id = %s",
             (event_id,),
         ).fetchone()
     return None if row is None else dict(zip(("status", "attempts", "ambiguous"), row, strict=True))
@@ -67,7 +68,8 @@ def _ack(database_url: str, event_id: str) -> dict[str, Any] | None:
 def _outcomes(database_url: str, event_id: str) -> list[str | None]:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT outcome FROM lpc_ack_attempts WHERE event_id = %s ORDER BY attempt",
+            "SELECT t.outcome FROM report_attempts t JOIN reports r ON r.id = t.report_id"
+            " WHERE r.kind = 'lpc_ack' AND r.event_id = %s ORDER BY t.attempt",
             (event_id,),
         ).fetchall()
     return [row[0] for row in rows]
@@ -84,8 +86,9 @@ def _bodies(sandbox: SandboxHandle, event_id: str) -> list[dict[str, Any]]:
 def _attempts(database_url: str, event_id: str) -> list[dict[str, Any]]:
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         rows = conn.execute(
-            "SELECT outcome, http_status, started_at, response, error FROM lpc_ack_attempts"
-            " WHERE event_id = %s ORDER BY attempt",
+            "SELECT t.outcome, t.http_status, t.started_at, t.response, t.error"
+            " FROM report_attempts t JOIN reports r ON r.id = t.report_id"
+            " WHERE r.kind = 'lpc_ack' AND r.event_id = %s ORDER BY t.attempt",
             (event_id,),
         ).fetchall()
     # The 429's Retry-After, as the sender read it, is not kept; the sandbox sent 3 s.
@@ -98,9 +101,10 @@ def _timing(database_url: str, event_id: str) -> dict[str, datetime]:
             "SELECT e.received_at, a.due_by, a.sent_at,"
             "       a.due_by - least(interval '5 seconds', (a.due_by - e.received_at) / 5)"
             "         AS send_at,"
-            "       (SELECT min(started_at) FROM lpc_ack_attempts t"
-            "         WHERE t.event_id = a.event_id) AS first_attempt"
-            " FROM lpc_acks a JOIN lpc_events e USING (event_id) WHERE event_id = %s",
+            "       (SELECT min(started_at) FROM report_attempts t"
+            "         WHERE t.report_id = a.id) AS first_attempt"
+            " FROM reports a JOIN lpc_events e USING (event_id)"
+            " WHERE a.kind = 'lpc_ack' AND event_id = %s",
             (event_id,),
         ).fetchone()
     assert row is not None
@@ -340,7 +344,7 @@ def test_it_alerts_once_when_an_acknowledgement_is_not_accepted_within_15_minute
     db.commit()
     row = db.execute(
         "SELECT status, due_by - created_at AS within, next_attempt_at <= now() AS due"
-        " FROM lpc_acks WHERE event_id = %s",
+        " FROM reports WHERE kind = 'lpc_ack' AND event_id = %s",
         (document["eventId"],),
     ).fetchone()
     assert row == {"status": "due", "within": timedelta(minutes=5), "due": True}

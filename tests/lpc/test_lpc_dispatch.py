@@ -126,7 +126,8 @@ def dispatch(database_url: str, dispatcher: Any, clock: Clock) -> DispatchReport
 def ack_row(db: Connection, event_id: str) -> dict[str, Any]:
     row = db.execute(
         "SELECT a.status, a.due_by, a.next_attempt_at, e.received_at"
-        " FROM lpc_acks a JOIN lpc_events e USING (event_id) WHERE event_id = %s",
+        " FROM reports a JOIN lpc_events e USING (event_id)"
+        " WHERE a.kind = 'lpc_ack' AND event_id = %s",
         (event_id,),
     ).fetchone()
     db.commit()

@@ -76,7 +76,10 @@ def test_it_stores_and_acknowledges_an_event_delivered_twice_and_one_only_backfi
     # Our registry knows none of these targets: nothing to ask the control system, each
     # acknowledgement declines every target, once.
     def acknowledged(event_id: str) -> Callable[[], bool]:
-        sql = "SELECT count(*) FROM lpc_acks WHERE event_id = %s AND status = 'sent'"
+        sql = (
+            "SELECT count(*) FROM reports"
+            " WHERE kind = 'lpc_ack' AND event_id = %s AND status = 'sent'"
+        )
         return lambda: count(database_url, sql, event_id) == 1
 
     for event_id in (resource_event, location_event):
@@ -84,6 +87,9 @@ def test_it_stores_and_acknowledges_an_event_delivered_twice_and_one_only_backfi
         [report] = sandbox.sandbox.reports.reports(event_id)
         [payload] = report.body["payloads"]
         assert payload["acknowledgedTargets"] == []
-        attempts = "SELECT count(*) FROM lpc_ack_attempts WHERE event_id = %s"
+        attempts = (
+            "SELECT count(*) FROM report_attempts t JOIN reports r ON r.id = t.report_id"
+            " WHERE r.kind = 'lpc_ack' AND r.event_id = %s"
+        )
         assert count(database_url, attempts, event_id) == 1
     assert count(database_url, "SELECT count(*) FROM lpc_dispatches") == 0

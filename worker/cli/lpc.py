@@ -33,8 +33,8 @@ def _event_item(row: Any) -> dict[str, Any]:
         "targets": row["target_count"],
         # A reservation is stored and shown, never acted on.
         "actedOn": row["kind"] != "reservation",
-        # The acknowledgement's status in lpc_acks (sent: Spark accepted it); none for a
-        # reservation.
+        # The status of the acknowledgement (its 'lpc_ack' report; sent: Spark accepted it);
+        # none for a reservation.
         "acknowledgement": row["ack_status"],
     }
 
@@ -146,12 +146,15 @@ def _ack_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
     ack = fetch_one(conn, "get_lpc_ack", {"event_id": event_id})
     if ack is None:
         return None
+    # Counted from the body once built; None before.
+    decided = list(_ack_decisions(ack["body"]).values()) if ack["body"] else None
     return {
+        "reportId": ack["id"],
         "status": ack["status"],
         "dueBy": ack["due_by"],
         "nextAttemptAt": ack["next_attempt_at"],
-        "acknowledged": ack["acknowledged"],
-        "declined": ack["declined"],
+        "acknowledged": None if decided is None else decided.count("acknowledged"),
+        "declined": None if decided is None else decided.count("declined"),
         "attempts": ack["attempts"],
         "ambiguousAttempts": ack["ambiguous_attempts"],
         "lastError": ack["last_error"],

@@ -1,4 +1,5 @@
-"""LPC acknowledgements: one report per resource or location event, in the outbox `lpc_acks`.
+"""LPC acknowledgements: one report per resource or location event, of kind 'lpc_ack' in the
+reports ledger (claimed, attempted, recorded and leased by the ledger's own queries).
 
 Planned in the event's transaction with the caps' plans (worker.lpc.dispatch). Spark should
 have it by `due_by` (`ack_due_by`: the arrival plus SPARK_LPC_ACK_WITHIN, no later than the
@@ -39,6 +40,8 @@ ALERT_AFTER = timedelta(minutes=15)
 # How long before its due_by an acknowledgement still waiting for answers is sent: room for
 # the task to start and the POST to be answered, so it reaches Spark by due_by.
 SEND_LEAD = timedelta(seconds=5)
+
+KIND = "lpc_ack"
 
 PAYLOAD_TYPES = {
     "resource": ("ResourceLPCAcknowledgement", ("meterPointId", "locationId", "resourceId")),
@@ -156,49 +159,54 @@ def send_one(
     with conn.transaction():
         claimed = fetch_one(
             conn,
-            "claim_lpc_ack",
-            {"now": now, "event_id": event_id, "lease_until": now + LEASE},
+            "claim_report",
+            {
+                "now": now,
+                "kinds": [KIND],
+                "report_id": None,
+                "event_id": event_id,
+                # An acknowledgement has no month, so no month's deadline to pass.
+                "grace": timedelta(0),
+                "lease_until": now + LEASE,
+            },
         )
         if claimed is None:
             return None
+        report_id = int(claimed["id"])
         claimed_event: str = claimed["event_id"]
         attempt = int(claimed["attempts"])
         if not claimed["built"]:
-            body, acknowledged, declined = build_body(conn, claimed_event, now=now)
+            body, _, _ = build_body(conn, claimed_event, now=now)
             execute(
                 conn,
                 "build_lpc_ack",
                 {
-                    "event_id": claimed_event,
+                    "id": report_id,
                     "body": body,
                     "now": now,
                     "idempotency_key": f"lpc-ack/{claimed_event}",
-                    "acknowledged": acknowledged,
-                    "declined": declined,
                 },
             )
-        execute(
-            conn,
-            "start_lpc_ack_attempt",
-            {"event_id": claimed_event, "attempt": attempt, "now": now},
-        )
-        row = fetch_one(conn, "lpc_ack_to_send", {"event_id": claimed_event})
+        execute(conn, "start_report_attempt", {"id": report_id, "attempt": attempt, "now": now})
+        row = fetch_one(conn, "report_to_send", {"id": report_id})
     if row is None:
         raise RuntimeError(f"acknowledgement of {claimed_event} vanished after its claim")
-    with logs.bound(event_id=claimed_event):
+    with logs.bound(report_id=report_id, event_id=claimed_event):
         answer = post(client, row["body"], row["idempotency_key"])
-        return _record(conn, claimed_event, attempt, answer, now=now)
+        return _record(conn, report_id, claimed_event, attempt, answer, now=now)
 
 
 def _record(
-    conn: Connection, event_id: str, attempt: int, answer: Answer, *, now: datetime
+    conn: Connection, report_id: int, event_id: str, attempt: int, answer: Answer, *, now: datetime
 ) -> AckResult:
-    params: dict[str, Any] = {"event_id": event_id, "attempt": attempt, "now": now}
+    """The attempt's answer, recorded by the ledger's queries (as worker.reports.sender does;
+    an acknowledgement has no payloads to set aside, so a 4xx rejects it)."""
+    params: dict[str, Any] = {"id": report_id, "attempt": attempt, "now": now}
     retry_at: datetime | None = None
     with conn.transaction():
         execute(
             conn,
-            "finish_lpc_ack_attempt",
+            "finish_report_attempt",
             {
                 **params,
                 "outcome": answer.outcome,
@@ -212,7 +220,7 @@ def _record(
             status = "sent"
             updated = fetch_one(
                 conn,
-                "record_lpc_ack_accepted",
+                "record_report_accepted",
                 {
                     **params,
                     "spark_report_id": answer.spark_report_id,
@@ -223,7 +231,7 @@ def _record(
             status = "rejected"
             updated = fetch_one(
                 conn,
-                "record_lpc_ack_rejected",
+                "record_report_rejected",
                 {
                     **params,
                     "http_status": answer.http_status,
@@ -236,7 +244,7 @@ def _record(
             retry_at = now + timedelta(seconds=backoff(attempt, answer.retry_after))
             updated = fetch_one(
                 conn,
-                "record_lpc_ack_retry",
+                "record_report_retry",
                 {
                     **params,
                     "next_attempt_at": retry_at,
@@ -309,12 +317,15 @@ def sweep(conn: Connection, *, now: datetime) -> AckSweep:
     """Take back acknowledgements whose sender died, and alert, once each, those not
     accepted ALERT_AFTER after their event arrived."""
     result = AckSweep()
+    # The ledger's rule for every report kind, run here every minute (the reports sweep runs
+    # hourly): an acknowledgement is due within minutes.
     with conn.transaction():
-        expired = fetch_all(conn, "expire_lpc_ack_leases", {"now": now})
+        expired = fetch_all(conn, "expire_report_leases", {"now": now})
     for row in expired:
         log.warning(
-            "LPC acknowledgement of %s: attempt %s was cut off mid-send; it is ambiguous and "
-            "will be sent again",
+            "report %s of event %s: attempt %s was cut off mid-send; it is ambiguous and will "
+            "be sent again",
+            row["id"],
             row["event_id"],
             row["attempts"],
         )
