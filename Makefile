@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Touched after a successful install, so pip runs again only when pyproject.toml changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-faults install
+.PHONY: run test test-faults bench install
 
 run: $(STAMP)
 	$(BIN)/python -m devstack.runstack run
@@ -22,6 +22,13 @@ test: $(STAMP)
 test-faults: $(STAMP)
 	$(BIN)/pytest -m faults
 	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -m hypothesis
+
+# Every benchmark in bench/ in turn, each against its baseline measured in the same run
+# (README, "Benchmarks"): tens of minutes at full size. BENCH_OPTIONS=--quick for tiny sizes.
+BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379
+bench: $(STAMP)
+	$(BIN)/python -m bench --database-url $(BENCH_DATABASE_URL) --redis-url $(BENCH_REDIS_URL) $(BENCH_OPTIONS)
 
 install: $(STAMP)
 

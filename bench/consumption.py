@@ -39,7 +39,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.support import fresh_database
+from bench.support import fresh_database, print_result
 from shared.db import connect
 from worker.consumption.csv_import import import_csv
 from worker.consumption.store import StoreResult
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"file: {count} readings, {path.stat().st_size / 1e6:.1f} MB")
         prepare_tables(url)
         versus_keyed, versus_plain = [], []
+        keyed_rates, import_rates = [], []
         for round_no in range(1, args.rounds + 1):
             reset(url)
             keyed = plain_copy(url, path, "keyed_copy")
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             ours, result = our_import(url, path)
             assert result.inserted == count, (result, count)
             versus_keyed.append(keyed / ours)
+            keyed_rates.append(count / keyed)
+            import_rates.append(count / ours)
             versus_plain.append(plain / ours)
             again, result = our_import(url, path)
             assert result.unchanged == count, (result, count)
@@ -145,7 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         f"({verdict} the target >= {TARGET_RATIO})"
     )
     print(f"median import / plain COPY into a bare table: {plain_ratio:.2f}")
-    return 0
+    met = print_result(
+        "bench.consumption",
+        ("plain COPY into a keyed table", statistics.median(keyed_rates), "readings/s"),
+        ("import_csv (consumption import)", statistics.median(import_rates), "readings/s"),
+        keyed_ratio,
+        f">= {TARGET_RATIO}",
+    )
+    return 0 if met else 2
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import redis
 
-from bench.support import fresh_database
+from bench.support import fresh_database, print_result
 from shared.db import connect
 from shared.timeutil import format_spark_datetime
 
@@ -215,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     line(f"effective_periods_for_event, older curve ({effective} rows)", effective_seconds)
     print(f"decisions (status/revision): {final}")
     print(f"log: {log_path} ({log_path.stat().st_size / 1e6:.1f} MB)")
+    print_result(
+        "bench.curves",
+        (f"plain COPY of the {args.targets} target rows", copy_seconds, "s"),
+        ("store + dispatch", store_seconds + dispatch_seconds, "s"),
+        (store_seconds + dispatch_seconds) / copy_seconds,
+        "printed",
+    )
     return 0
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from bench.support import fresh_database
+from bench.support import fresh_database, print_result
 from sandbox.app import RunningSandbox, serve
 from sandbox.config import SandboxConfig
 from shared.db import connect
@@ -205,7 +205,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{ratios['first']:.2f}x, {verdict} the target of {TARGET_RATIO:g}x")  # fmt: skip
     print(f"  its rows alone (COPY into users and eligibility_transitions): {floor:.2f} s, "
           f"{floor / copy_seconds:.2f}x")  # fmt: skip
-    return 0
+    worst = max((again, churn), key=lambda run: run.result.apply_seconds)
+    met = print_result(
+        "bench.eligibility",
+        (f"plain COPY of {len(user_ids):,} ids into a keyed table", copy_seconds, "s"),
+        (f"daily reconcile ({worst.label}), its database part", worst.result.apply_seconds, "s"),
+        daily,
+        f"<= {TARGET_RATIO:g}",
+    )
+    return 0 if met else 2
 
 
 if __name__ == "__main__":

@@ -30,3 +30,29 @@ def fresh_database(server_url: str, label: str) -> Iterator[str]:
         close_pools()
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def print_result(
+    name: str,
+    baseline: tuple[str, float, str],
+    figure: tuple[str, float, str],
+    ratio: float,
+    target: str,
+) -> bool:
+    """The closing lines every benchmark prints, in one shape: the baseline and the figure
+    measured in this run, their ratio and the target, e.g. `target=">= 0.3"` or `"<= 2"`.
+    Returns whether the target is met ("printed" targets always are)."""
+    operator, _, bound = target.partition(" ")
+    if operator == ">=":
+        met = ratio >= float(bound)
+    elif operator == "<=":
+        met = ratio <= float(bound)
+    else:
+        met = True
+    verdict = ("meets" if met else "MISSES") if operator in {">=", "<="} else "(no target)"
+    label, value, unit = baseline
+    print(f"{name}  baseline  {label}: {value:,.2f} {unit}")
+    label, value, unit = figure
+    print(f"{name}  figure    {label}: {value:,.2f} {unit}")
+    print(f"{name}  ratio     {ratio:.2f}   target {target}   {verdict}")
+    return met
