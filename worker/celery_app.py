@@ -11,6 +11,7 @@ is all they need.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import psycopg
@@ -75,8 +76,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Without socket timeouts a stopped (SIGSTOP) Redis hangs callers indefinitely.
         "socket_timeout": 10,
         "socket_connect_timeout": 5,
-        "health_check_interval": 10,
-        "retry_on_timeout": True,
+        # No health checks: before a command, redis-py's check reconnects a connection whose
+        # Redis was restarted, silently, onto a new socket. For the consumer's BRPOP that
+        # socket is one kombu's event loop does not watch, so the worker waits for a reply
+        # it never reads and consumes nothing, with no error (seen after Redis kill -9;
+        # README, "Faults"). Without them kombu reads the old socket's EOF and reconnects
+        # properly. A peer that vanished without closing (a partition) is found by TCP
+        # keepalive instead: about 30 + 3 * 10 s.
+        "health_check_interval": 0,
+        "socket_keepalive": True,
+        "socket_keepalive_options": {
+            socket.TCP_KEEPIDLE: 30,
+            socket.TCP_KEEPINTVL: 10,
+            socket.TCP_KEEPCNT: 3,
+        },
     }
     return {
         "broker_url": settings.redis_url,

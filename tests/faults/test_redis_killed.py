@@ -39,6 +39,7 @@ from tests.faults.workers import (
 from tests.fixtures.sandbox import WEBHOOK_SECRET, SandboxHandle, spark_env
 from tests.fixtures.services import IngressServer, worker_env
 from tests.waiting import drained, wait_for
+from worker.celery_app import MAX_COUNTDOWN
 
 KILLS = int(os.environ.get("FAULTS_REDIS_KILLS", "5"))
 # How long the stream runs between kills, and how long Redis stays down.
@@ -139,8 +140,9 @@ def test_it_consumes_again_after_each_redis_kill_and_stores_every_spark_event_on
 
         spark.wait_for_deliveries(timeout=60)
         # What a crashed worker held comes back after the visibility timeout.
-        # A backlog built up during the outages, on a machine shared with other work.
-        settle = VISIBILITY_TIMEOUT + 10 + 300
+        # A backlog built up during the outages, on a machine shared with other work, and
+        # tasks a crash cut short are retried after a backoff of up to MAX_COUNTDOWN.
+        settle = VISIBILITY_TIMEOUT + 10 + MAX_COUNTDOWN + 300
         wait_for(drained(redis_url), settle, "the ingest queue to drain")
         lost_direct = stream.accepted - stored_event_ids(database_url)
 

@@ -50,6 +50,16 @@ def test_it_keeps_the_visibility_timeout_above_every_time_limit_and_retry_wait()
     assert app.conf.result_backend_transport_options["visibility_timeout"] == timeout
 
 
+def test_it_leaves_reconnecting_to_kombu_and_finds_a_vanished_redis_by_keepalive() -> None:
+    # redis-py's health checks would reconnect the consumer's BRPOP connection behind
+    # kombu's event loop after a Redis restart: a worker that silently consumes nothing.
+    options = app.conf.broker_transport_options
+    assert options["health_check_interval"] == 0
+    assert "retry_on_timeout" not in options
+    assert options["socket_keepalive"] is True
+    assert options["socket_timeout"] > 0
+
+
 def test_it_takes_a_shorter_visibility_timeout_from_the_environment() -> None:
     short = create_app(load_settings({"BROKER_VISIBILITY_TIMEOUT": "20"}), current=False)
     assert short.conf.broker_transport_options["visibility_timeout"] == 20
