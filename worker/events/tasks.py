@@ -11,12 +11,13 @@ from datetime import datetime
 from typing import Any
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from shared.db import connection, execute, fetch_all, fetch_one
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE, SPARK_QUEUE
 from shared.spark_api import SparkClient, SparkError
 from shared.timeutil import isoformat_utc, utcnow
-from worker.celery_app import RELIABLE_TASK_OPTIONS, current_settings
+from worker.celery_app import INFRASTRUCTURE_ERRORS, RELIABLE_TASK_OPTIONS, current_settings
 from worker.events.inbox import Source, ingest
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,12 @@ BACKFILL_TASK = "events.backfill_events"
     soft_time_limit=90,
     **{
         **RELIABLE_TASK_OPTIONS,
+        # A hung PostgreSQL (SIGSTOP, a dead host whose connections stay open) leaves the task
+        # waiting in a query until its soft time limit cuts it off: that is our
+        # infrastructure too, so the delivery is retried, not acknowledged away (the ingest is
+        # idempotent, and a delivery that always runs out of time is bounded by max_retries).
+        # tests/faults/test_postgres_hung.py lost an accepted webhook this way before.
+        "autoretry_for": (*INFRASTRUCTURE_ERRORS, SoftTimeLimitExceeded),
         # Bounds both database-outage retries (~8 h with the 10-minute backoff cap) and a
         # message that kills its worker every time. An event given up on here is still
         # in Spark's /events and comes back through the backfill.
