@@ -187,7 +187,7 @@ def test_it_consumes_again_after_each_redis_kill_and_stores_every_spark_event_on
         )
     by_backfill = json.loads(backfill.stdout)["enqueued"]
     print(
-        f"\nRedis kill -9 x{KILLS} ({'AOF always' if aof else 'no AOF'}): worker crashes "
+        f"\nFAULT Redis kill -9 x{KILLS} ({'AOF always' if aof else 'no AOF'}): worker crashes "
         f"{worker.crashes}, consuming again {min(resumed):.1f}-{max(resumed):.1f} s after each "
         f"restart; Spark events {len(spark_created)} (answered 2xx {len(answered_2xx)}), "
         f"stored {len(statuses)}, recovered by the backfill {by_backfill}"

@@ -112,7 +112,8 @@ def test_it_runs_a_killed_workers_messages_again_within_the_visibility_timeout(
 
     waited = {event_id: stored[event_id] - taken for event_id, taken in held.items()}
     print(
-        f"\nworker killed holding {len(held)} message(s): run again "
+        f"\nFAULT worker kill -9: {EVENTS} sent, {len(stored)} stored; it held {len(held)} "
+        f"message(s), run again "
         f"{min(waited.values()):.1f}-{max(waited.values()):.1f} s after they were taken "
         f"({max(stored[e] for e in held) - killed:.1f} s after the kill), with a visibility "
         f"timeout of {VISIBILITY_TIMEOUT} s and a restore interval of {UNACKED_RESTORE_INTERVAL} s"
