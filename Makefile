@@ -24,7 +24,7 @@ test-faults: $(STAMP)
 	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -m hypothesis
 
 # Every benchmark in bench/ in turn, each against its baseline measured in the same run
-# (README, "Benchmarks"): tens of minutes at full size. BENCH_OPTIONS=--quick for tiny sizes.
+# (README, "Benchmarks"): over an hour at full size. BENCH_OPTIONS=--quick for tiny sizes.
 BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379
 bench: $(STAMP)
