@@ -381,10 +381,13 @@ def settle(
     database_url: str,
     redis_url: str,
     plans: ControlSystem,
+    *,
     within: float = 120.0,
+    drain: bool = True,
 ) -> float:
     """Wait until everything answered 2xx is stored and every stored curve's plan is sent;
-    the seconds it took. On a timeout, say what is missing and where Redis has it."""
+    the seconds it took. On a timeout, say what is missing and where Redis has it. With
+    `drain`, also until no ingest message waits or is held: nothing can still run again."""
     began = time.monotonic()
     deadline = began + within
     while not stream.accepted <= set(stored_events(database_url)):
@@ -398,7 +401,8 @@ def settle(
             )
         time.sleep(0.2)
     took = time.monotonic() - began
-    wait_for(drained(redis_url), 60, "the ingest queue drained")
+    if drain:
+        wait_for(drained(redis_url), 60, "the ingest queue drained")
     sweep_dispatches(redis_url)
     curves = {e for e in stream.accepted if stream.sent[e] == "PriceCurveCreated"}
     wait_for(lambda: curves <= plans.events(), 60, "every curve's plan at the control system")
