@@ -175,7 +175,9 @@ def _send_due(
 ) -> float:
     """Open loop: the requests whose time has come, each on a free connection; the next slot."""
     while idle and next_slot <= now:
-        connection = idle.pop()
+        # The longest idle one first: each connection is used in turn, so none sits idle past
+        # the server's keep-alive timeout (5 s) and gets closed under the load generator.
+        connection = idle.pop(0)
         connection.sent_at = next_slot
         connection.sock.sendall(request)
         next_slot += 1 / rate
