@@ -117,6 +117,14 @@ def parse_kwh(value: Any) -> float:
     return number
 
 
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _identifier(item: Mapping[str, Any], name: str, errors: FieldErrors) -> str | None:
     value = item.get(name)
     if value is None or value == "":
@@ -125,6 +133,11 @@ def _identifier(item: Mapping[str, Any], name: str, errors: FieldErrors) -> str 
         return None
     if not isinstance(value, str):
         errors[name] = ["must be a string"]
+        return None
+    # Valid JSON (`\u0000`, a lone `\ud800`) that PostgreSQL's text cannot hold: taken, it
+    # failed the worker's task and the batch was lost (found by fuzzing POST /consumption).
+    if "\x00" in value or not _encodable(value):
+        errors[name] = ["must not contain NUL or a lone surrogate"]
         return None
     if len(value.encode("utf-8")) > MAX_ID_BYTES:
         errors[name] = [f"is longer than {MAX_ID_BYTES} bytes"]

@@ -143,3 +143,25 @@ def test_it_answers_503_when_the_queue_is_unavailable(
     answer = post(ingress, {"readings": [reading("ev-1", T0, T0 + HOUR, 1.0)]})
 
     assert (answer.status_code, answer.json()) == (503, {"error": "queue unavailable"})
+
+
+def test_it_refuses_identifiers_that_postgresql_cannot_hold(
+    redis_url: str, start_ingress: Callable[..., IngressServer]
+) -> None:
+    ingress = start_ingress(redis_url, CONSUMPTION_API_TOKENS=TOKENS)
+    good = reading("ev-1", T0, T0 + HOUR, 1.0)
+    # Valid JSON once escaped; taken, each failed the worker's task (found by fuzzing).
+    bad = [{**good, "resourceId": "ev\x00"}, {**good, "readingId": "\ud800"}]
+
+    answer = post(ingress, {"readings": bad})
+
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "errors": {
+            "readings": {
+                "0": {"resourceId": ["must not contain NUL or a lone surrogate"]},
+                "1": {"readingId": ["must not contain NUL or a lone surrogate"]},
+            }
+        }
+    }
+    assert queued(redis_url) == 0
