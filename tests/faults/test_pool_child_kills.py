@@ -5,8 +5,11 @@ task returned (`task_acks_late`) and gives it back when the child dies
 (`task_reject_on_worker_lost`). A kill lands either mid-task (before the inbox's commit:
 nothing was stored, the message runs again) or after the commit and before the
 acknowledgement (the message runs again and finds its delivery stored: outcome `duplicate`,
-no effect repeated). Both are counted from the worker's log. The deterministic mid-ingest
-kill (the inbox held by a table lock) is tests/worker/test_ingest_event.py, in `make test`.
+no effect repeated). Both are counted from the worker's log. Once in the stream every
+child is killed with an ingest held inside its transaction by a table lock, so that at least
+one kill lands mid-ingest (as tests/worker/test_ingest_event.py does alone, in `make test`).
+A child killed after the commit but before sending the event's follow-ups leaves the work
+planned in PostgreSQL: beat runs, as in production, and its sweeps send it.
 """
 
 from __future__ import annotations
@@ -17,14 +20,39 @@ import re
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
 
 from tests.faults.spark_stream import STREAM_TYPES, EventStream, settle
+from tests.faults.test_two_beats import start_beat
 from tests.fixtures.sandbox import WEBHOOK_SECRET, SandboxHandle, spark_env
-from tests.fixtures.services import IngressServer, WorkerProcess
+from tests.fixtures.services import IngressServer, WorkerProcess, worker_env
+from tests.waiting import wait_for
 
 EVENTS = 160
 INTERVAL = 0.08
 KILL_EVERY = (0.15, 0.6)  # seconds between kills, drawn uniformly
+
+
+def waiting_locks(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+    return int(row[0]) if row else 0
+
+
+def kill_while_the_inbox_is_held(worker: WorkerProcess, database_url: str) -> int:
+    """One kill sure to land mid-ingest: the inbox's table held by a lock, an ingest blocked
+    inside its transaction, every pool child killed. The random kills may all miss."""
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+        wait_for(lambda: waiting_locks(database_url) > 0, 60, "an ingest blocked on the lock")
+        children = worker.children()
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: "WorkerLostError" in worker.log(), 60, "the lost task")
+        blocker.rollback()
+    return len(children)
 
 
 def test_it_stores_every_answered_event_once_while_pool_children_are_killed(
@@ -33,13 +61,21 @@ def test_it_stores_every_answered_event_once_while_pool_children_are_killed(
     redis_url: str,
     start_ingress: Callable[..., IngressServer],
     start_worker: Callable[..., WorkerProcess],
+    *,
+    tmp_path: Path,
 ) -> None:
     ingress = start_ingress(redis_url, secret=WEBHOOK_SECRET)
     worker = start_worker(database_url, redis_url, concurrency=2, **spark_env(sandbox))
     sandbox.register_webhook(ingress.webhook_url, notification_types=STREAM_TYPES)
+    # Beat as production runs it: a child killed after the commit and before it sent the
+    # event's follow-ups (the acknowledgement's task) leaves the acknowledgement planned in
+    # PostgreSQL, where the every-minute `sweep-lpc-acks` finds it.
+    beat = start_beat(
+        worker_env(database_url, redis_url, **spark_env(sandbox)), tmp_path / "beat.log"
+    )
 
     stream = EventStream(sandbox, EVENTS, INTERVAL).start()
-    kills = 0
+    kills = held_kills = 0
     stop = threading.Event()
     rng = random.Random(15)
     while stream.running and not stop.wait(rng.uniform(*KILL_EVERY)):
@@ -50,12 +86,16 @@ def test_it_stores_every_answered_event_once_while_pool_children_are_killed(
                 kills += 1
             except ProcessLookupError:
                 pass  # the pool replaced it meanwhile
+        if len(stream.created) >= EVENTS // 2 and not held_kills:
+            held_kills = kill_while_the_inbox_is_held(worker, database_url)
     created = stream.join()
     sandbox.wait_for_deliveries(timeout=60)
 
     # An acknowledgement whose sender was killed mid-POST is leased for 3 minutes
     # (worker/reports/sender.py LEASE): its retry comes after that, hence the wait.
     outcome = settle("pool child kill -9", sandbox, database_url, redis_url, created, timeout=480)
+    beat.terminate()
+    beat.wait(30)
     log = worker.log()
     lost = set(re.findall(r"events\.ingest_event\[([0-9a-f-]+)\] retry: .*WorkerLostError", log))
     rerun_stored = set(
@@ -63,7 +103,8 @@ def test_it_stores_every_answered_event_once_while_pool_children_are_killed(
     )
     other_lost = len(re.findall(r"\] retry: .*WorkerLostError", log)) - len(lost)
     outcome.notes = (
-        f"{kills} kills; {len(lost)} ingests lost by a killed child and rerun, "
+        f"{kills} random kills and {held_kills} with an ingest held mid-transaction; "
+        f"{len(lost)} ingests lost by a killed child and rerun, "
         f"{len(lost & rerun_stored)} of them killed after their commit; "
         f"{other_lost} other tasks (acknowledgements, reconciles) lost and rerun"
     )
