@@ -38,6 +38,7 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import PathConverter
 
 from ingress.queueing import CONNECT_TIMEOUT, SOCKET_TIMEOUT, QueueUnavailable, TaskQueue
 from shared.batch_status import mark_queued, read_status
@@ -115,6 +116,12 @@ def openapi_document() -> bytes:
     return resources.files("ingress").joinpath(OPENAPI_DOCUMENT).read_bytes()
 
 
+class _Anything(PathConverter):
+    regex = ".*"
+    # Spans slashes (werkzeug would infer the opposite from a regex without "/").
+    part_isolating = False
+
+
 def consumption_blueprint(settings: Settings, queue: TaskQueue) -> Blueprint:
     tokens = [token.encode("utf-8") for token in settings.consumption_api_tokens]
     if not tokens:
@@ -156,7 +163,15 @@ def consumption_blueprint(settings: Settings, queue: TaskQueue) -> Blueprint:
         answer.headers["Location"] = f"/consumption/batches/{batch_id}"
         return answer
 
-    @blueprint.get("/consumption/batches/<path:batch_id>", provide_automatic_options=False)
+    # Any id, slashes and an empty one included, reads as a batch (unknown, for ids never
+    # given), never as Flask's own 404 or a redirect (found by fuzzing the lookups).
+    blueprint.record_once(lambda state: state.app.url_map.converters.update(anything=_Anything))
+
+    @blueprint.get(
+        "/consumption/batches/<anything:batch_id>",
+        merge_slashes=False,
+        provide_automatic_options=False,
+    )
     def get_batch(batch_id: str) -> Response:
         if not _authorized(request.headers.get("Authorization"), tokens):
             return _json(401, {"error": "a valid bearer token is required"})

@@ -166,10 +166,12 @@ def test_it_wants_the_token_and_answers_unknown_for_ids_never_given(
         status(ingress, batch_id, token="guess"),
         status(ingress, "0b6c1e8e-1a53-4c8e-9f0a-2d1c4a3b5e6f"),
         status(ingress, "a/b%2F..%00"),
+        status(ingress, "%2Fa"),
+        status(ingress, ""),
     ]
 
-    assert [a.status_code for a in answers] == [401, 401, 404, 404]
-    assert [a.json().get("status") for a in answers[2:]] == ["unknown", "unknown"]
+    assert [a.status_code for a in answers] == [401, 401, 404, 404, 404, 404]
+    assert [a.json().get("status") for a in answers[2:]] == ["unknown"] * 4
     assert queued(redis_url) == 1
 
 
