@@ -117,7 +117,8 @@ def openapi_document() -> bytes:
 
 
 class _Anything(PathConverter):
-    regex = ".*"
+    # Any character, newlines too (`.` stops at one): every id reads as a batch, if unknown.
+    regex = r"[\s\S]*"
     # Spans slashes (werkzeug would infer the opposite from a regex without "/").
     part_isolating = False
 

@@ -168,10 +168,11 @@ def test_it_wants_the_token_and_answers_unknown_for_ids_never_given(
         status(ingress, "a/b%2F..%00"),
         status(ingress, "%2Fa"),
         status(ingress, ""),
+        status(ingress, "a%0Ab"),  # a newline, which `.` in a route's regex does not match
     ]
 
-    assert [a.status_code for a in answers] == [401, 401, 404, 404, 404, 404]
-    assert [a.json().get("status") for a in answers[2:]] == ["unknown"] * 4
+    assert [a.status_code for a in answers] == [401, 401, 404, 404, 404, 404, 404]
+    assert [a.json().get("status") for a in answers[2:]] == ["unknown"] * 5
     assert queued(redis_url) == 1
 
 
