@@ -20,16 +20,18 @@ COMMAND = textwrap.dedent(
     import signal, sys, time
     from pathlib import Path
     log = Path(sys.argv[1])
+    def term(signum, frame):
+        with log.open("a") as f:
+            f.write("term\\n")
+        sys.exit(0)
+    # The handler goes in before "start" is written: the test signals as soon as it reads
+    # the third start, and a SIGTERM before the handler would kill the command (status 143).
+    signal.signal(signal.SIGTERM, term)
     with log.open("a") as f:
         f.write("start\\n")
     starts = log.read_text().count("start")
     if starts <= 2:
         sys.exit(3)
-    def term(signum, frame):
-        with log.open("a") as f:
-            f.write("term\\n")
-        sys.exit(0)
-    signal.signal(signal.SIGTERM, term)
     while True:
         time.sleep(0.05)
     """
