@@ -199,6 +199,47 @@ WHERE t.event_id = %(event_id)s
   AND (taken.starts IS NULL OR p.period_start <> ALL (taken.starts))
 ORDER BY t.resource_id, t.location_id, p.period_start;
 
+-- name: has_newer_curve
+-- Whether a later curve that overlaps curve %(event_id)s in time names one of its targets:
+-- only then is part of it superseded (effective_periods_for_event). Many curves may overlap
+-- in time without sharing a target (bench.sweep: 10,000 curves of two targets each for the
+-- same two hours), so the targets are compared, from the smaller side: a curve with fewer
+-- targets than the later curves hold together looks each target up among the curves naming
+-- it (the (resource, location) index); a large curve looks the later curves' targets up in
+-- its own primary key. Each CASE branch runs only when reached.
+WITH curve AS MATERIALIZED (
+    SELECT event_id, event_created_at, first_period_start, last_period_end, target_count
+    FROM price_curves
+    WHERE event_id = %(event_id)s
+), later AS MATERIALIZED (
+    SELECT l.event_id, l.target_count
+    FROM curve c
+    JOIN price_curves l
+      ON (l.event_created_at, l.event_id) > (c.event_created_at, c.event_id)
+     AND l.first_period_start < c.last_period_end
+     AND c.first_period_start < l.last_period_end
+)
+SELECT CASE
+    WHEN NOT EXISTS (SELECT FROM later) THEN false
+    WHEN (SELECT target_count FROM curve) <= (SELECT sum(target_count) FROM later) THEN EXISTS (
+        SELECT
+        FROM price_curve_targets t
+        JOIN price_curve_targets o
+          ON o.resource_id = t.resource_id
+         AND o.location_id = t.location_id
+         AND o.event_id <> t.event_id
+        WHERE t.event_id = %(event_id)s
+          AND o.event_id IN (SELECT event_id FROM later))
+    ELSE EXISTS (
+        SELECT
+        FROM later l
+        JOIN price_curve_targets o ON o.event_id = l.event_id
+        JOIN price_curve_targets t
+          ON t.event_id = %(event_id)s
+         AND t.resource_id = o.resource_id
+         AND t.location_id = o.location_id)
+END AS newer;
+
 -- name: curves_around
 -- The curves whose periods overlap curve %(event_id)s's, older and newer, for `curves show`.
 SELECT o.event_id, o.event_created_at, o.price_area, o.target_count,

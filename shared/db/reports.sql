@@ -243,7 +243,7 @@ WHERE id = %(id)s;
 -- name: report_window
 -- What building a report needs to know about its curve: the span readings may overlap it in,
 -- and its periods in order (a period's slot is its place in this order, from 1).
-SELECT c.event_id, c.first_period_start, c.last_period_end, c.resolution,
+SELECT c.event_id, c.first_period_start, c.last_period_end, c.resolution, c.target_count,
        c.first_period_start - b.longest_reading AS earliest_start,
        array_agg(p.period_start ORDER BY p.period_start) AS period_starts,
        array_agg(p.spark_timestamp ORDER BY p.period_start) AS spark_timestamps
@@ -251,7 +251,8 @@ FROM price_curves c
 CROSS JOIN consumption_bounds b
 JOIN price_curve_periods p ON p.event_id = c.event_id
 WHERE c.event_id = %(event_id)s
-GROUP BY c.event_id, c.first_period_start, c.last_period_end, c.resolution, b.longest_reading;
+GROUP BY c.event_id, c.first_period_start, c.last_period_end, c.resolution, c.target_count,
+         b.longest_reading;
 
 -- name: forget_recomputed_exclusions
 -- Before a build: what the last build left out is found again by this one (a fix in the

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -19,11 +20,13 @@ from tests.curves.support import (
     targets,
 )
 from worker.curves.plans import TargetPlan, iter_target_plans
+from worker.reports.builder import has_newer_curve
 
 DAY = date(2026, 3, 4)
 HOURS = local_hours(DAY)
 EARLY = datetime(2026, 3, 3, 12, 0, tzinfo=UTC)
 LATE = datetime(2026, 3, 3, 15, 30, tzinfo=UTC)
+HOUR = timedelta(hours=1)
 
 
 def plans(conn: Connection, event_id: str, page_size: int = 1000) -> dict[Target, TargetPlan]:
@@ -146,3 +149,39 @@ def test_it_orders_curves_created_at_the_same_instant_by_event_id(db: Connection
 
     assert effective(db, "a-curve") == {}
     assert effective(db, "b-curve")[target[0]] == dict.fromkeys(HOURS, 0.2)
+
+
+@pytest.mark.parametrize(
+    ("own", "later"),
+    [(40, 1), (1, 40)],
+    ids=["large curve, small later one", "small curve, large later one"],
+)
+def test_it_finds_a_newer_curve_only_where_one_shares_a_target_and_overlaps(
+    db: Connection, own: int, later: int
+) -> None:
+    # has_newer_curve decides whether a report build needs the supersession query; it looks
+    # from the side with fewer targets, so each case runs both ways round.
+    everyone = targets(max(own, later))
+    mine, theirs = everyone[:own], everyone[:later]
+    strangers = targets(later, prefix="other")
+    original = curve_event(curve_payload(points(HOURS, [0.1] * 24), mine), EARLY)
+    store(db, original)
+    next_day = local_hours(DAY + timedelta(days=1))
+
+    def newer(event: dict[str, Any]) -> bool:
+        found = has_newer_curve(db, event["eventId"])
+        db.commit()
+        return found
+
+    # Same hours, no shared target; a shared target the next day: neither supersedes.
+    store(db, curve_event(curve_payload(points(HOURS[3:5], [0.2] * 2), strangers), LATE))
+    store(db, curve_event(curve_payload(points(next_day, [0.2] * 24), theirs), LATE))
+    assert newer(original) is False
+    # An older curve for the same target and hours does not either.
+    store(db, curve_event(curve_payload(points(HOURS, [0.3] * 24), theirs), EARLY - HOUR))
+    assert newer(original) is False
+
+    changed = curve_event(curve_payload(points(HOURS[3:5], [0.4] * 2), theirs), LATE)
+    store(db, changed)
+    assert newer(original) is True
+    assert newer(changed) is False
