@@ -10,10 +10,10 @@ unless-stopped`). honcho has no restart option of its own.
 - The command runs in this process group, so honcho's SIGTERM to the group reaches it
   directly; a SIGTERM, SIGQUIT or SIGHUP sent to this process alone is passed on as the same
   signal (SIGHUP as SIGTERM: to Celery, SIGHUP means "restart yourself"). Which of the two
-  happened cannot be told apart, so the signal is passed on only if the command still runs a
-  second later: a second copy arriving at once could land while the command's Python is
-  already exiting, its handlers reset, and kill it (status 143 instead of its own). A later
-  second SIGTERM is harmless to Celery (the warm shutdown is already under way).
+  happened cannot be told apart, so a group signal reaches the command twice, within
+  milliseconds: harmless to Celery, whose warm shutdown is then under way. (Passing it on
+  only a second later, if the command still ran, was tried: the second copy then landed
+  while Celery's Python was exiting, its handlers reset, and killed it: status 143.)
 - SIGINT is not passed on: it comes from the terminal's Ctrl-C, which the command received
   too, and a second one would turn Celery's warm shutdown into a cold one.
 - After a stop signal the command is not started again; this exits with its status.
@@ -55,23 +55,16 @@ def supervise(
     max_delay: float = 30.0,
     healthy_after: float = 60.0,
     say: Say = _say,
-    pass_on_after: float = 1.0,
 ) -> int:
     """Run `command` until a stop signal; returns its last exit status."""
     stop = threading.Event()
     child: subprocess.Popen[bytes] | None = None
 
-    def pass_on(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
-        if process.poll() is None:
-            process.send_signal(signum)
-
     def forward(signum: int, frame: FrameType | None) -> None:
         stop.set()
         passed_on = _FORWARDED[signal.Signals(signum)]
-        if passed_on is not None and child is not None:
-            timer = threading.Timer(pass_on_after, pass_on, args=(child, passed_on))
-            timer.daemon = True
-            timer.start()
+        if passed_on is not None and child is not None and child.poll() is None:
+            child.send_signal(passed_on)
 
     previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
     try:

@@ -21,6 +21,9 @@ COMMAND = textwrap.dedent(
     from pathlib import Path
     log = Path(sys.argv[1])
     def term(signum, frame):
+        # As Celery does once its warm shutdown is under way: a second SIGTERM (the group's
+        # and the supervisor's copy) changes nothing.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         with log.open("a") as f:
             f.write("term\\n")
         sys.exit(0)
