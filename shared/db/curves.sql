@@ -39,22 +39,15 @@ WHERE event_id = %(event_id)s;
 -- changed plan for the targets both name. Those decisions go back to pending with a new
 -- revision, whatever their state; an attempt in flight for the old revision is ignored when
 -- it reports back. Returns the count per older curve.
-WITH curve AS (
-    SELECT event_id, event_created_at, first_period_start, last_period_end
-    FROM price_curves
-    WHERE event_id = %(event_id)s
-), older AS (
+WITH older AS (
     SELECT o.event_id
-    FROM price_curves o
-    JOIN curve c
-      ON (o.event_created_at, o.event_id) < (c.event_created_at, c.event_id)
-     AND o.first_period_start < c.last_period_end
-     AND c.first_period_start < o.last_period_end
-    WHERE EXISTS (
+    FROM overlapping_curves(%(event_id)s) o
+    WHERE NOT o.newer
+      AND EXISTS (
         SELECT 1
         FROM price_curve_periods op
         JOIN price_curve_periods cp
-          ON cp.event_id = c.event_id
+          ON cp.event_id = %(event_id)s
          AND op.period_start < cp.period_end
          AND cp.period_start < op.period_end
         WHERE op.event_id = o.event_id
@@ -103,17 +96,8 @@ LIMIT %(limit)s;
 -- later curve for the same target covers, with the latest such curve and that curve's delta
 -- there (its earliest overlapping period's, when its periods are not aligned with these).
 -- Targets and periods not listed are in force as the curve says.
-WITH curve AS MATERIALIZED (
-    SELECT event_id, event_created_at, first_period_start, last_period_end
-    FROM price_curves
-    WHERE event_id = %(event_id)s
-), later AS MATERIALIZED (
-    SELECT l.event_id, l.event_created_at
-    FROM curve c
-    JOIN price_curves l
-      ON (l.event_created_at, l.event_id) > (c.event_created_at, c.event_id)
-     AND l.first_period_start < c.last_period_end
-     AND c.first_period_start < l.last_period_end
+WITH later AS MATERIALIZED (
+    SELECT event_id, event_created_at FROM overlapping_curves(%(event_id)s) WHERE newer
 ), covered AS MATERIALIZED (
     -- Per later curve: which of this curve's periods it covers, and its delta there.
     SELECT DISTINCT ON (l.event_id, p.period_start)
@@ -151,11 +135,7 @@ ORDER BY n.resource_id, n.location_id, cv.period_start,
 -- What curve %(event_id)s still asks of each of its targets after supersession: one row per
 -- (target, period) that no later curve for the same target covers, ordered by target and
 -- period. A target whose every period is superseded has no row. The reports' source.
-WITH curve AS MATERIALIZED (
-    SELECT event_id, event_created_at, first_period_start, last_period_end
-    FROM price_curves
-    WHERE event_id = %(event_id)s
-), covered AS MATERIALIZED (
+WITH covered AS MATERIALIZED (
     -- Per later curve whose periods overlap this one's: the starts of this curve's periods
     -- it covers whole (its own periods, which never overlap each other, add up to all of
     -- the period). A period a later curve covers only in part stays with this curve: else
@@ -163,16 +143,13 @@ WITH curve AS MATERIALIZED (
     SELECT w.event_id, array_agg(w.period_start) AS starts
     FROM (
         SELECT l.event_id, p.period_start
-        FROM curve c
-        JOIN price_curves l
-          ON (l.event_created_at, l.event_id) > (c.event_created_at, c.event_id)
-         AND l.first_period_start < c.last_period_end
-         AND c.first_period_start < l.last_period_end
+        FROM overlapping_curves(%(event_id)s) l
         JOIN price_curve_periods lp ON lp.event_id = l.event_id
         JOIN price_curve_periods p
-          ON p.event_id = c.event_id
+          ON p.event_id = %(event_id)s
          AND p.period_start < lp.period_end
          AND lp.period_start < p.period_end
+        WHERE l.newer
         GROUP BY l.event_id, p.period_start, p.period_end
         HAVING sum(least(lp.period_end, p.period_end) - greatest(lp.period_start, p.period_start))
                >= p.period_end - p.period_start
@@ -207,21 +184,13 @@ ORDER BY t.resource_id, t.location_id, p.period_start;
 -- targets than the later curves hold together looks each target up among the curves naming
 -- it (the (resource, location) index); a large curve looks the later curves' targets up in
 -- its own primary key. Each CASE branch runs only when reached.
-WITH curve AS MATERIALIZED (
-    SELECT event_id, event_created_at, first_period_start, last_period_end, target_count
-    FROM price_curves
-    WHERE event_id = %(event_id)s
-), later AS MATERIALIZED (
-    SELECT l.event_id, l.target_count
-    FROM curve c
-    JOIN price_curves l
-      ON (l.event_created_at, l.event_id) > (c.event_created_at, c.event_id)
-     AND l.first_period_start < c.last_period_end
-     AND c.first_period_start < l.last_period_end
+WITH later AS MATERIALIZED (
+    SELECT event_id, target_count FROM overlapping_curves(%(event_id)s) WHERE newer
 )
 SELECT CASE
     WHEN NOT EXISTS (SELECT FROM later) THEN false
-    WHEN (SELECT target_count FROM curve) <= (SELECT sum(target_count) FROM later) THEN EXISTS (
+    WHEN (SELECT target_count FROM price_curves WHERE event_id = %(event_id)s)
+         <= (SELECT sum(target_count) FROM later) THEN EXISTS (
         SELECT
         FROM price_curve_targets t
         JOIN price_curve_targets o
@@ -242,14 +211,9 @@ END AS newer;
 
 -- name: curves_around
 -- The curves whose periods overlap curve %(event_id)s's, older and newer, for `curves show`.
-SELECT o.event_id, o.event_created_at, o.price_area, o.target_count,
-       (o.event_created_at, o.event_id) > (c.event_created_at, c.event_id) AS newer
-FROM price_curves o
-JOIN price_curves c
-  ON c.event_id = %(event_id)s
- AND o.event_id <> c.event_id
- AND o.first_period_start < c.last_period_end
- AND c.first_period_start < o.last_period_end
+SELECT o.event_id, o.event_created_at, other.price_area, o.target_count, o.newer
+FROM overlapping_curves(%(event_id)s) o
+JOIN price_curves other ON other.event_id = o.event_id
 ORDER BY o.event_created_at, o.event_id;
 
 -- name: try_dispatch_lock

@@ -67,7 +67,7 @@ def test_it_moves_the_acknowledgements_and_their_attempts_onto_the_ledger(
         )
 
     with connect(empty_database_url) as conn:
-        applied = upgrade(conn)
+        applied = upgrade(conn, _migrations_until(tmp_path / "after", 24))
 
     assert [m.version for m in applied] == [24]
     with psycopg.connect(empty_database_url, row_factory=dict_row) as conn:

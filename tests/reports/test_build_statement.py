@@ -25,7 +25,7 @@ def test_it_sums_in_a_query_that_fits_the_migrated_schema(
     prepare(database_url, sql)
     # Summed per reading key, then per target.
     assert len(re.findall(r" AS sum_\d+\b", sql)) == 2 * slots
-    assert ("price_curves l" in sql) == superseded
+    assert ("overlapping_curves(" in sql) == superseded
 
 
 @pytest.mark.parametrize("slots", SLOTS)
