@@ -189,14 +189,16 @@ def unhandled_event() -> dict[str, Any]:
     return _notification("SomethingNew", {"payloadType": "SomethingNew"})
 
 
-def curve_event() -> dict[str, Any]:
-    """A price curve for the next day, for one target of its own."""
+def curve_event(target: tuple[str, str] | None = None) -> dict[str, Any]:
+    """A price curve for the next day's first three hours, for one target: `target`
+    (resourceId, locationId), or one of its own."""
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
     n = uuid.uuid4().hex[:12]
+    resource_id, location_id = target or (f"ev-{n}", f"home-{n}")
     payload = {
         "payloadType": "PriceCurve",
         "priceArea": "NO1",
-        "targets": [{"resourceId": f"ev-{n}", "locationId": f"home-{n}"}],
+        "targets": [{"resourceId": resource_id, "locationId": location_id}],
         "priceCurveDelta": {
             "resolution": "01:00:00",
             "energyUnit": "kWh",
@@ -275,10 +277,12 @@ class SparkStream:
         while not self._stop.is_set():
             document = curve_event() if (sent + number) % 3 == 0 else unhandled_event()
             sent += 1
-            self._deliver(session, document)
+            self.deliver(document, session)
             self._stop.wait(self.pause)
 
-    def _deliver(self, session: requests.Session, document: dict[str, Any]) -> None:
+    def deliver(self, document: dict[str, Any], session: requests.Session | None = None) -> bool:
+        """Send one event as Spark does, counted with the stream's; True if answered 2xx."""
+        session = session or requests.Session()
         raw = json.dumps(document, separators=(",", ":")).encode()
         headers = {SIGNATURE_HEADER: sign(SECRET.encode(), raw), "Content-Type": "application/json"}
         event_id = document["eventId"]
@@ -299,13 +303,14 @@ class SparkStream:
                 self.answers.append((status, took))
                 if 200 <= status < 300:
                     self.accepted.add(event_id)
-                    return
+                    return True
             # Spark's retries go on even once the test stops starting new events.
             if wait is None:
                 break
             time.sleep(wait)
         with self._lock:
             self.given_up.add(event_id)
+        return False
 
 
 def stored_events(database_url: str) -> dict[str, int]:
