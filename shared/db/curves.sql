@@ -180,17 +180,12 @@ ORDER BY t.resource_id, t.location_id, p.period_start;
 -- Whether a later curve that overlaps curve %(event_id)s in time names one of its targets:
 -- only then is part of it superseded (effective_periods_for_event). Many curves may overlap
 -- in time without sharing a target (bench.sweep: 10,000 curves of two targets each for the
--- same two hours), so the targets are compared, from the smaller side: a curve with fewer
--- targets than the later curves hold together looks each target up among the curves naming
--- it (the (resource, location) index); a large curve looks the later curves' targets up in
--- its own primary key. Each CASE branch runs only when reached.
-WITH later AS MATERIALIZED (
-    SELECT event_id, target_count FROM overlapping_curves(%(event_id)s) WHERE newer
-)
+-- same two hours), so the targets are compared, from the smaller side. A curve of fewer than
+-- 1,000 targets looks each up among the curves naming it (the (resource, location) index, a
+-- few rows a target: its curves over time), and checks those by primary key; a large curve
+-- looks the later curves' targets up in its own primary key. Only the branch taken runs.
 SELECT CASE
-    WHEN NOT EXISTS (SELECT FROM later) THEN false
-    WHEN (SELECT target_count FROM price_curves WHERE event_id = %(event_id)s)
-         <= (SELECT sum(target_count) FROM later) THEN EXISTS (
+    WHEN (SELECT target_count FROM price_curves WHERE event_id = %(event_id)s) < 1000 THEN EXISTS (
         SELECT
         FROM price_curve_targets t
         JOIN price_curve_targets o
@@ -198,15 +193,16 @@ SELECT CASE
          AND o.location_id = t.location_id
          AND o.event_id <> t.event_id
         WHERE t.event_id = %(event_id)s
-          AND o.event_id IN (SELECT event_id FROM later))
+          AND o.event_id IN (SELECT event_id FROM overlapping_curves(%(event_id)s) WHERE newer))
     ELSE EXISTS (
         SELECT
-        FROM later l
+        FROM overlapping_curves(%(event_id)s) l
         JOIN price_curve_targets o ON o.event_id = l.event_id
         JOIN price_curve_targets t
           ON t.event_id = %(event_id)s
          AND t.resource_id = o.resource_id
-         AND t.location_id = o.location_id)
+         AND t.location_id = o.location_id
+        WHERE l.newer)
 END AS newer;
 
 -- name: curves_around

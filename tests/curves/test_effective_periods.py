@@ -153,14 +153,15 @@ def test_it_orders_curves_created_at_the_same_instant_by_event_id(db: Connection
 
 @pytest.mark.parametrize(
     ("own", "later"),
-    [(40, 1), (1, 40)],
+    [(1_000, 1), (1, 1_000)],
     ids=["large curve, small later one", "small curve, large later one"],
 )
 def test_it_finds_a_newer_curve_only_where_one_shares_a_target_and_overlaps(
     db: Connection, own: int, later: int
 ) -> None:
     # has_newer_curve decides whether a report build needs the supersession query; it looks
-    # from the side with fewer targets, so each case runs both ways round.
+    # from a curve's targets below 1,000 of them, else from the later curves', so each case
+    # runs both ways round.
     everyone = targets(max(own, later))
     mine, theirs = everyone[:own], everyone[:later]
     strangers = targets(later, prefix="other")
