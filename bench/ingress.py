@@ -23,12 +23,10 @@ import queue
 import selectors
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +35,10 @@ import redis
 from flask import Flask
 
 from bench.support import print_result
-from devstack.servers import free_port, port_open
+from devstack.ingress import GunicornIngress
 from shared.queues import INGEST_QUEUE
 from shared.signing import SIGNATURE_HEADER, sign
 
-ROOT = Path(__file__).resolve().parents[1]
 PATH = "/webhooks/spark"
 SECRET = b"bench-secret-not-for-production"
 # Celery's send_task costs 2 to 3 ms of CPU per webhook on top of bare Flask (two shared
@@ -243,7 +240,7 @@ def drive(load: Load, results: Any) -> None:
 
 
 def measure(
-    server: Server, body: bytes, args: argparse.Namespace, rate: float | None = None
+    server: GunicornIngress, body: bytes, args: argparse.Namespace, rate: float | None = None
 ) -> Run:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
@@ -283,12 +280,6 @@ def measure(
 # --- servers --------------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    port: int
-    pid: int
-
-
 def workers_cpu(master: int) -> float | None:
     """CPU seconds used so far by the children of `master` (Linux /proc); None elsewhere."""
     proc = Path("/proc")
@@ -304,43 +295,6 @@ def workers_cpu(master: int) -> float | None:
         if int(fields[1]) == master:
             ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def gunicorn(app: str, redis_url: str, log: Path) -> Iterator[Server]:
-    """gunicorn with the ingress's own settings file, bound to a free loopback port."""
-    port = free_port()
-    environ = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("SPARK_", "REDIS_", "DATABASE_", "PORT"))
-    }
-    environ.update(
-        PORT=str(port),
-        REDIS_URL=redis_url,
-        SPARK_WEBHOOK_SECRETS=SECRET.decode(),
-        PYTHONPATH=str(ROOT),
-    )
-    args = [
-        sys.executable, "-m", "gunicorn", "-c", str(ROOT / "ingress" / "gunicorn_conf.py"),
-        "--bind", f"127.0.0.1:{port}", app,
-    ]  # fmt: skip
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(args, cwd=ROOT, env=environ, stdout=log_file, stderr=log_file)
-    try:
-        deadline = time.monotonic() + 30
-        while not port_open("127.0.0.1", port, timeout=0.2):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn {app} did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        yield Server(port, process.pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -375,11 +329,14 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(storage.close)
         stack.callback(storage.flushdb)
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ingress-")))
+        # Both under the ingress's own settings file (devstack/ingress.py).
         baseline = stack.enter_context(
-            gunicorn("bench.ingress:noop_app", args.redis_url, logs / "baseline.log")
+            GunicornIngress(
+                args.redis_url, SECRET.decode(), logs / "baseline.log", app="bench.ingress:noop_app"
+            )
         )
         candidate = stack.enter_context(
-            gunicorn("ingress.wsgi:app", args.redis_url, logs / "candidate.log")
+            GunicornIngress(args.redis_url, SECRET.decode(), logs / "candidate.log")
         )
         print(
             f"B1 ingress overhead: {len(body)}-byte signed body, {args.connections} connections, "

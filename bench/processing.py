@@ -23,7 +23,6 @@ stragglers weigh. The candidate's database must hold --events events afterwards.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import redis
 from bench.curves import hours, notification
 from bench.noop_worker import NOOP_TASK
 from bench.support import fresh_database, print_result
+from devstack.servers import environment_without, terminate
 from ingress.app import ingest_kwargs
 from ingress.queueing import TaskQueue
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE
@@ -80,12 +80,8 @@ def run_worker(
     app: str, *, database_url: str, redis_url: str, concurrency: int, total: int, log: Path
 ) -> float:
     """Starts the worker on the queued messages; the rate (per second) between 10% and 90%."""
-    environ = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("SPARK_", "REDIS_", "DATABASE_", "WORKER_METRICS"))
-    }
-    environ.update(
+    environ = environment_without(
+        ("SPARK_", "REDIS_", "DATABASE_", "WORKER_METRICS"),
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         WORKER_METRICS_PORT="0",
@@ -118,12 +114,7 @@ def run_worker(
                 raise RuntimeError(f"{app}: the last messages were not processed")
             time.sleep(0.05)
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        terminate(process, 30)
         broker.close()
     (t0, n0), (t1, n1) = marks["low"], marks["high"]
     return (n1 - n0) / max(t1 - t0, 1e-6)

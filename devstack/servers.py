@@ -54,6 +54,26 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
     raise ServiceError(f"nothing listened on {host}:{port} within {timeout:.0f}s")
 
 
+def environment_without(prefixes: tuple[str, ...], **values: str) -> dict[str, str]:
+    """This process's environment for a child: the variables that start with any of
+    `prefixes` dropped (the settings the child must take from `values` alone, not from
+    whatever the caller runs with), then `values` set."""
+    environ = {name: value for name, value in os.environ.items() if not name.startswith(prefixes)}
+    environ.update(values)
+    return environ
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, and SIGKILL if `process` has not exited `timeout` seconds later; returns
+    once it has exited."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
 def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:

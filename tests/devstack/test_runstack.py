@@ -39,6 +39,7 @@ from devstack.runstack import (
 from devstack.servers import (
     DaemonRedisServer,
     ServiceError,
+    environment_without,
     free_port,
     port_open,
     postgres_bin_dir,
@@ -361,19 +362,14 @@ def _events(env_file: Path) -> list[dict[str, object]]:
 
 @pytest.fixture
 def stack_env(empty_database_url: str) -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("SPARK_", "DATABASE_URL", "REDIS_URL", "PORT"))
-    }
     # Redis is left to the run (a private one); PostgreSQL is a fresh database of our own.
-    env.update(
+    return environment_without(
+        ("SPARK_", "DATABASE_URL", "REDIS_URL", "PORT"),
         DATABASE_URL=empty_database_url,
         REDIS_URL=unreachable_redis_url(),
         PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
     )
-    return env
 
 
 @pytest.fixture

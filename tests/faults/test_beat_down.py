@@ -13,7 +13,6 @@ controlled. No worker runs: the messages stay in their queue, where the test rea
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import redis
 from redbeat.decoder import RedBeatJSONEncoder
 
+from devstack.servers import terminate
 from shared.queues import DISPATCH_QUEUE, SPARK_QUEUE
 from tests.faults.test_two_beats import start_beat
 from tests.fixtures.services import worker_env
@@ -40,15 +40,6 @@ def queued(client: redis.Redis, task: str) -> int:
     )
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-
-
 def test_it_runs_the_reports_sweep_missed_while_beat_was_down_once_when_beat_is_back(
     database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
@@ -60,7 +51,7 @@ def test_it_runs_the_reports_sweep_missed_while_beat_was_down_once_when_beat_is_
         wait_for(lambda: client.get(BEAT_HEARTBEAT_KEY) is not None, 90, "the first beat's tick")
         assert client.hget(SWEEP_KEY, "meta") is not None
     finally:
-        stop(first)
+        terminate(first, 20)
     client.delete(SPARK_QUEUE, DISPATCH_QUEUE)
 
     # Beat was down across the last three hourly ticks.
@@ -87,7 +78,7 @@ def test_it_runs_the_reports_sweep_missed_while_beat_was_down_once_when_beat_is_
             for raw in client.lrange(queue, 0, -1)
         } - {SWEEP_TASK}
     finally:
-        stop(second)
+        terminate(second, 20)
         client.close()
     print(
         f"FAULT beat down across a deadline: beat down for {MISSED.total_seconds() / 3600:.0f}"

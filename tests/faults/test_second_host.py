@@ -10,11 +10,9 @@ is stored once, its effects happen once.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import IO
 import psycopg
 import pytest
 
-from devstack.servers import free_port, port_open
+from devstack.ingress import GunicornIngress
 from tests.faults.spark_stream import STREAM_TYPES, EventStream, settle
 from tests.fixtures.sandbox import WEBHOOK_SECRET, SandboxHandle, spark_env
 from tests.fixtures.services import REPO, IngressServer, WorkerProcess, worker_env
@@ -75,41 +73,15 @@ class HostBWorker(WorkerProcess):
 @pytest.fixture
 def host_b_ingress(redis_url: str, tmp_path: Path) -> Iterator[str]:
     """gunicorn with ingress/gunicorn_conf.py on host B; its webhook URL."""
-    port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SPARK_", "REDIS_", "DATABASE_", "PORT"))
-    }
-    env.update(
-        PORT=str(port),
-        REDIS_URL=redis_url,
-        SPARK_WEBHOOK_SECRETS=WEBHOOK_SECRET,
-        PYTHONPATH=str(REPO),
-    )
-    args = [
-        sys.executable, "-m", "gunicorn", "-c", str(REPO / "ingress" / "gunicorn_conf.py"),
-        "--bind", f"127.0.0.1:{port}", "ingress.wsgi:app",
-    ]  # fmt: skip
-    log = tmp_path / "gunicorn-host-b.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            on_host_b(args), cwd=REPO, env=env, stdout=log_file, stderr=log_file
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while not port_open("127.0.0.1", port, timeout=0.2):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("gunicorn did not start:\n" + log.read_text()[-3000:])
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/webhooks/spark"
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    with GunicornIngress(
+        redis_url,
+        WEBHOOK_SECRET,
+        tmp_path / "gunicorn-host-b.log",
+        wrap=on_host_b,
+        start_timeout=60,
+        stop_timeout=20,
+    ) as ingress:
+        yield ingress.webhook_url
 
 
 @pytest.fixture

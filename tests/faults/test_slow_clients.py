@@ -18,12 +18,9 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
 import selectors
 import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -34,13 +31,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from devstack.servers import free_port
 from ingress import gunicorn_conf
 from ingress.body_timeout import BODY_TIMEOUT
 from shared.queues import INGEST_QUEUE
-from tests.ingress.conftest import SECRET, readyz, signed_headers, spark_body
+from tests.ingress.conftest import IngressServer, gunicorn_served, signed_headers, spark_body
 
-ROOT = Path(__file__).resolve().parents[2]
 SLOW_CLIENTS = 50
 ATTACK_SECONDS = 20.0
 BASELINE_SECONDS = 3.0
@@ -52,51 +47,11 @@ HEADER_TIMEOUT = float(gunicorn_conf.keepalive)
 SLACK = 2.5
 
 
-@dataclass
-class Ingress:
-    port: int
-    redis: redis.Redis
-    log: Path
-
-
 @pytest.fixture
-def ingress(redis_url: str, tmp_path: Path) -> Iterator[Ingress]:
-    """gunicorn with the Procfile's command line, on a free loopback port."""
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    environ = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("SPARK_", "REDIS_", "DATABASE_", "PORT"))
-    }
-    environ.update(
-        PORT=str(port),
-        REDIS_URL=redis_url,
-        SPARK_WEBHOOK_SECRETS=SECRET.decode(),
-        PYTHONPATH=str(ROOT),
-    )
-    args = [
-        sys.executable, "-m", "gunicorn", "-c", "python:ingress.gunicorn_conf",
-        "--bind", f"127.0.0.1:{port}", "ingress.wsgi:app",
-    ]  # fmt: skip
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(args, cwd=ROOT, env=environ, stdout=log_file, stderr=log_file)
-    try:
-        deadline = time.monotonic() + 30
-        while not readyz(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start:\n" + log.read_text()[-3000:])
-            time.sleep(0.1)
-        client = redis.Redis.from_url(redis_url)
-        yield Ingress(port=port, redis=client, log=log)
-        client.close()
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+def ingress(redis_url: str, tmp_path: Path) -> Iterator[IngressServer]:
+    """gunicorn with the Procfile's settings file, on a free loopback port."""
+    with gunicorn_served(redis_url, tmp_path / "gunicorn.log") as server:
+        yield server
 
 
 def webhook(event_id: str) -> bytes:
@@ -270,7 +225,7 @@ def p99(values: list[float]) -> float:
 
 
 def test_it_answers_normal_webhooks_within_a_second_while_50_slow_clients_trickle(
-    ingress: Ingress,
+    ingress: IngressServer,
 ) -> None:
     # Undisturbed first, at the same rate: the baseline the figures compare with (it includes
     # each process's first request, which opens its Redis connection).

@@ -8,13 +8,9 @@ answers, a private one otherwise.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +19,8 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from devstack.servers import RedisServer, free_port, port_open
+from devstack.ingress import GunicornIngress, answers_readyz
+from devstack.servers import RedisServer
 from ingress.app import create_app
 from ingress.queueing import TaskQueue
 from shared.config import Settings, load_settings
@@ -106,20 +103,6 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def readyz(port: int) -> bool:
-    """Whether a worker of the ingress at `port` answers GET /readyz with 200."""
-    if not port_open("127.0.0.1", port, timeout=0.2):
-        return False
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("GET", "/readyz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
-
-
 @dataclass
 class IngressServer:
     port: int
@@ -127,43 +110,18 @@ class IngressServer:
     log: Path
 
 
+@contextmanager
+def gunicorn_served(redis_url: str, log_path: Path) -> Iterator[IngressServer]:
+    """The real thing: gunicorn with ingress/gunicorn_conf.py serving ingress.wsgi:app
+    (devstack/ingress.py), with a client of the Redis database it queues on."""
+    # The arbiter listens at once, but a request waits until a worker has imported the app
+    # (seconds on a loaded machine): ready means /readyz answers.
+    ingress = GunicornIngress(redis_url, SECRET.decode(), log_path, ready=answers_readyz)
+    with ingress, redis.Redis.from_url(redis_url) as client:
+        yield IngressServer(port=ingress.port, redis=client, log=log_path)
+
+
 @pytest.fixture
 def served(redis_url: str, tmp_path: Path) -> Iterator[IngressServer]:
-    """The real thing: gunicorn with ingress/gunicorn_conf.py serving ingress.wsgi:app."""
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    environ = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("SPARK_", "REDIS_", "DATABASE_", "PORT"))
-    }
-    environ.update(
-        PORT=str(port),
-        REDIS_URL=redis_url,
-        SPARK_WEBHOOK_SECRETS=SECRET.decode(),
-        PYTHONPATH=str(ROOT),
-    )
-    args = [
-        sys.executable, "-m", "gunicorn", "-c", str(ROOT / "ingress" / "gunicorn_conf.py"),
-        "--bind", f"127.0.0.1:{port}", "ingress.wsgi:app",
-    ]  # fmt: skip
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(args, cwd=ROOT, env=environ, stdout=log_file, stderr=log_file)
-    try:
-        # The arbiter listens at once, but a request waits until a worker has imported the
-        # app (seconds on a loaded machine): ready means /readyz answers.
-        deadline = time.monotonic() + 30
-        while not readyz(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start:\n" + log.read_text()[-3000:])
-            time.sleep(0.05)
-        client = redis.Redis.from_url(redis_url)
-        yield IngressServer(port=port, redis=client, log=log)
-        client.close()
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    with gunicorn_served(redis_url, tmp_path / "gunicorn.log") as server:
+        yield server
