@@ -17,18 +17,16 @@ once to the control system (SPARK_DISPATCHER=http) and counted there.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import redis
@@ -37,10 +35,10 @@ from celery import Celery
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from devstack.servers import free_port, port_open
+from devstack.ingress import GunicornIngress
 from shared.queues import DISPATCH_QUEUE
 from shared.signing import SIGNATURE_HEADER, sign
-from tests.fixtures.services import REPO, WorkerProcess
+from tests.fixtures.services import WorkerProcess
 from tests.waiting import drained, wait_for
 from worker.curves.tasks import DISPATCH_DUE_TASK
 
@@ -50,57 +48,6 @@ DISPATCH_SECRET = "faults-dispatch-secret"
 SPARK_RETRY_DELAYS = (1.0, 2.0, 4.0)
 # Spark's own request timeout is not documented; the ingress answers well within this one.
 CLIENT_TIMEOUT = 10.0
-
-
-@dataclass
-class Gunicorn:
-    """The ingress as production runs it: gunicorn with ingress/gunicorn_conf.py (its worker
-    class and count), on a free port."""
-
-    redis_url: str
-    log_path: Path
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def webhook_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/webhooks/spark"
-
-    def start(self) -> Gunicorn:
-        self.port = free_port()
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("SPARK_", "REDIS_", "DATABASE_", "PORT"))
-        }
-        env.update(
-            PORT=str(self.port),
-            REDIS_URL=self.redis_url,
-            SPARK_WEBHOOK_SECRETS=SECRET,
-            PYTHONPATH=str(REPO),
-        )
-        args = [
-            sys.executable, "-m", "gunicorn", "-c", str(REPO / "ingress" / "gunicorn_conf.py"),
-            "--bind", f"127.0.0.1:{self.port}", "ingress.wsgi:app",
-        ]  # fmt: skip
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while not port_open("127.0.0.1", self.port, timeout=0.2):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("gunicorn did not start:\n" + self.log_path.read_text())
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
 
 
 @dataclass
@@ -183,6 +130,36 @@ class Restarting:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(60)
+
+
+class Pipeline(NamedTuple):
+    """What a scenario's webhooks go through: the ingress as production runs it, the
+    control system the plans reach, and the worker, started again whenever it exits."""
+
+    ingress: GunicornIngress
+    plans: ControlSystem
+    worker: Restarting
+
+
+@contextmanager
+def running_pipeline(
+    database_url: str,
+    redis_url: str,
+    start_worker: Callable[..., WorkerProcess],
+    log_dir: Path,
+) -> Iterator[Pipeline]:
+    """The pipeline on `database_url` and `redis_url` (the ingress's log in `log_dir`),
+    stopped afterwards, the worker first."""
+    with ExitStack() as stack:
+        plans = ControlSystem().start()
+        stack.callback(plans.stop)
+        ingress = GunicornIngress(redis_url, SECRET, log_dir / "gunicorn.log", stop_timeout=20)
+        stack.enter_context(ingress)
+        worker = Restarting(
+            lambda: start_worker(database_url, redis_url, concurrency=2, **plans.env())
+        ).run()
+        stack.callback(worker.stop)
+        yield Pipeline(ingress, plans, worker)
 
 
 def unhandled_event() -> dict[str, Any]:

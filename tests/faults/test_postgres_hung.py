@@ -24,12 +24,12 @@ from shared.db import connect
 from shared.db.migrate import upgrade
 from shared.queues import INGEST_QUEUE
 from tests.faults.invariant import (
-    ControlSystem,
-    Gunicorn,
+    Pipeline,
     Restarting,
     SparkStream,
     outcome,
     report,
+    running_pipeline,
     settle,
 )
 from tests.fixtures.services import WorkerProcess
@@ -70,16 +70,9 @@ def pipeline(
     redis_url: str,
     private_postgres: PostgresServer,
     start_worker: Callable[..., WorkerProcess],
-) -> Iterator[tuple[Gunicorn, ControlSystem, Restarting]]:
-    plans = ControlSystem().start()
-    ingress = Gunicorn(redis_url, tmp_path / "gunicorn.log").start()
-    worker = Restarting(
-        lambda: start_worker(private_postgres.url, redis_url, concurrency=2, **plans.env())
-    ).run()
-    yield ingress, plans, worker
-    worker.stop()
-    ingress.stop()
-    plans.stop()
+) -> Iterator[Pipeline]:
+    with running_pipeline(private_postgres.url, redis_url, start_worker, tmp_path) as running:
+        yield running
 
 
 def time_limit_hit(worker: Restarting) -> bool:
@@ -93,7 +86,7 @@ def test_it_lands_everything_once_after_postgres_hung(
     hang: str,
     redis_url: str,
     private_postgres: PostgresServer,
-    pipeline: tuple[Gunicorn, ControlSystem, Restarting],
+    pipeline: Pipeline,
 ) -> None:
     ingress, plans, worker = pipeline
     database_url = private_postgres.url

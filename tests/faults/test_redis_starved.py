@@ -21,12 +21,11 @@ import redis
 from devstack.servers import RedisServer
 from ingress.queueing import SOCKET_TIMEOUT
 from tests.faults.invariant import (
-    ControlSystem,
-    Gunicorn,
-    Restarting,
+    Pipeline,
     SparkStream,
     outcome,
     report,
+    running_pipeline,
     settle,
 )
 from tests.fixtures.services import WorkerProcess
@@ -56,22 +55,15 @@ def pipeline(
     database_url: str,
     private_redis: RedisServer,
     start_worker: Callable[..., WorkerProcess],
-) -> Iterator[tuple[Gunicorn, ControlSystem, Restarting]]:
-    plans = ControlSystem().start()
-    ingress = Gunicorn(private_redis.url, tmp_path / "gunicorn.log").start()
-    worker = Restarting(
-        lambda: start_worker(database_url, private_redis.url, concurrency=2, **plans.env())
-    ).run()
-    yield ingress, plans, worker
-    worker.stop()
-    ingress.stop()
-    plans.stop()
+) -> Iterator[Pipeline]:
+    with running_pipeline(database_url, private_redis.url, start_worker, tmp_path) as running:
+        yield running
 
 
 def test_it_answers_503_in_time_while_redis_hangs_and_loses_nothing(
     database_url: str,
     private_redis: RedisServer,
-    pipeline: tuple[Gunicorn, ControlSystem, Restarting],
+    pipeline: Pipeline,
 ) -> None:
     ingress, plans, worker = pipeline
     stream = SparkStream(ingress.webhook_url, threads=THREADS).start()
@@ -113,7 +105,7 @@ def test_it_answers_503_in_time_while_redis_hangs_and_loses_nothing(
 def test_it_answers_503_while_redis_is_full_and_evicts_nothing(
     database_url: str,
     private_redis: RedisServer,
-    pipeline: tuple[Gunicorn, ControlSystem, Restarting],
+    pipeline: Pipeline,
 ) -> None:
     ingress, plans, worker = pipeline
     stream = SparkStream(ingress.webhook_url, threads=THREADS).start()

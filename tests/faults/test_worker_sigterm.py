@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from tests.faults.invariant import (
-    ControlSystem,
-    Gunicorn,
+    Pipeline,
     Restarting,
     SparkStream,
     outcome,
     report,
+    running_pipeline,
     settle,
 )
 from tests.fixtures.services import WorkerProcess
@@ -45,16 +45,9 @@ def pipeline(
     database_url: str,
     redis_url: str,
     start_worker: Callable[..., WorkerProcess],
-) -> Iterator[tuple[Gunicorn, ControlSystem, Restarting]]:
-    plans = ControlSystem().start()
-    ingress = Gunicorn(redis_url, tmp_path / "gunicorn.log").start()
-    worker = Restarting(
-        lambda: start_worker(database_url, redis_url, concurrency=2, **plans.env())
-    ).run()
-    yield ingress, plans, worker
-    worker.stop()
-    ingress.stop()
-    plans.stop()
+) -> Iterator[Pipeline]:
+    with running_pipeline(database_url, redis_url, start_worker, tmp_path) as running:
+        yield running
 
 
 def restarted(worker: Restarting, times: int) -> Callable[[], bool]:
@@ -64,7 +57,7 @@ def restarted(worker: Restarting, times: int) -> Callable[[], bool]:
 def test_it_hands_messages_back_on_sigterm_and_loses_nothing(
     database_url: str,
     redis_url: str,
-    pipeline: tuple[Gunicorn, ControlSystem, Restarting],
+    pipeline: Pipeline,
 ) -> None:
     assert LANDS_WITHIN < VISIBILITY_TIMEOUT
     ingress, plans, worker = pipeline
