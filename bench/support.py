@@ -1,16 +1,23 @@
-"""What the benchmarks share: a freshly migrated database of their own."""
+"""What the benchmarks share: a freshly migrated database of their own, sandbox curves
+stored as the worker stores them (tests/reports uses that too), and the closing lines."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg.types.json import Jsonb
 
-from shared.db import close_pools, connect
+from sandbox.state import Event
+from shared.db import Connection, close_pools, connect, fetch_one
 from shared.db.migrate import upgrade
+from worker.curves.payload import parse_curve
+from worker.curves.store import store_curve
 
 
 @contextmanager
@@ -30,6 +37,29 @@ def fresh_database(server_url: str, label: str) -> Iterator[str]:
         close_pools()
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def store_event_curve(conn: Connection, event: Event, timezone: ZoneInfo) -> None:
+    """Store a sandbox PriceCurve event as the worker's ingest stores it, in one transaction:
+    the inbox row (as the backfill's poll would have it), then the curve, at the event's
+    creation time. No handler runs: no dispatch is planned or sent."""
+    with conn.transaction():
+        fetch_one(
+            conn,
+            "insert_event",
+            {
+                "event_id": event.event_id,
+                "notification_type": "PriceCurveCreated",
+                "payload_type": "PriceCurve",
+                "event_created_at": event.created_at,
+                "payload": Jsonb(event.payload),
+                "raw_body": json.dumps(event.to_api()).encode(),
+                "received_at": event.created_at,
+                "source": "poll",
+            },
+        )
+        curve = parse_curve(dict(event.payload), created_at=event.created_at, timezone=timezone)
+        store_curve(conn, event.event_id, curve, now=event.created_at)
 
 
 def print_result(

@@ -30,16 +30,13 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.types.json import Jsonb
 
-from bench.support import fresh_database, print_result
+from bench.support import fresh_database, print_result, store_event_curve
 from sandbox.app import RunningSandbox, serve
 from sandbox.config import SandboxConfig
 from sandbox.simulation import PriceCurveRequest
-from shared.db import connect, fetch_one
+from shared.db import connect
 from shared.spark_api import SparkClient
-from worker.curves.payload import parse_curve
-from worker.curves.store import store_curve
 from worker.reports.ledger import ReportRules, sweep
 from worker.reports.sender import send_due
 
@@ -74,23 +71,7 @@ def make_events(server: RunningSandbox, database_url: str, count: int) -> None:
                 price_area="NO1",
             )
             event = sandbox.simulate_price_curve(request)
-            with conn.transaction():
-                fetch_one(
-                    conn,
-                    "insert_event",
-                    {
-                        "event_id": event.event_id,
-                        "notification_type": "PriceCurveCreated",
-                        "payload_type": "PriceCurve",
-                        "event_created_at": event.created_at,
-                        "payload": Jsonb(event.payload),
-                        "raw_body": json.dumps(event.to_api()).encode(),
-                        "received_at": event.created_at,
-                        "source": "poll",
-                    },
-                )
-                curve = parse_curve(dict(event.payload), created_at=event.created_at, timezone=OSLO)
-                store_curve(conn, event.event_id, curve, now=event.created_at)
+            store_event_curve(conn, event, OSLO)
         with conn.transaction():
             conn.execute(
                 "INSERT INTO readings (resource_id, start_at, end_at, location_id, kwh,"

@@ -17,16 +17,14 @@ import psycopg
 from celery import Celery
 from click.testing import Result
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
+from bench.support import store_event_curve
 from sandbox.simulation import PriceCurveRequest
 from sandbox.state import Event
-from shared.db import connect, fetch_one
+from shared.db import connect
 from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.sandbox import spark_env as sandbox_spark_env
 from tests.worker.cli import run
-from worker.curves.payload import parse_curve
-from worker.curves.store import store_curve
 
 OSLO = ZoneInfo("Europe/Oslo")
 HOUR = timedelta(hours=1)
@@ -78,28 +76,6 @@ def simulate_curve(
     return sandbox.sandbox.simulate_price_curve(request)
 
 
-def store_event_curve(database_url: str, event: Event) -> None:
-    """Store a sandbox event as the worker's ingest does: the inbox row, then the curve."""
-    payload = event.payload
-    with connect(database_url) as conn, conn.transaction():
-        fetch_one(
-            conn,
-            "insert_event",
-            {
-                "event_id": event.event_id,
-                "notification_type": "PriceCurveCreated",
-                "payload_type": "PriceCurve",
-                "event_created_at": event.created_at,
-                "payload": Jsonb(payload),
-                "raw_body": json.dumps(event.to_api()).encode(),
-                "received_at": event.created_at,
-                "source": "poll",
-            },
-        )
-        curve = parse_curve(dict(payload), created_at=event.created_at, timezone=OSLO)
-        store_curve(conn, event.event_id, curve, now=event.created_at)
-
-
 def curve(
     sandbox: SandboxHandle,
     database_url: str,
@@ -113,7 +89,8 @@ def curve(
     event = simulate_curve(
         sandbox, targets, starts, created_at=created_at, price=price, price_area=price_area
     )
-    store_event_curve(database_url, event)
+    with connect(database_url) as conn:
+        store_event_curve(conn, event, OSLO)
     return event
 
 
