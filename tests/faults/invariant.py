@@ -132,6 +132,12 @@ class Restarting:
             self._thread.join(60)
 
 
+def gunicorn(redis_url: str, log_path: Path) -> GunicornIngress:
+    """The ingress as production runs it (devstack/ingress.py), taking the stream's SECRET;
+    started by `start()` or by entering it."""
+    return GunicornIngress(redis_url, SECRET, log_path, stop_timeout=20)
+
+
 class Pipeline(NamedTuple):
     """What a scenario's webhooks go through: the ingress as production runs it, the
     control system the plans reach, and the worker, started again whenever it exits."""
@@ -153,8 +159,7 @@ def running_pipeline(
     with ExitStack() as stack:
         plans = ControlSystem().start()
         stack.callback(plans.stop)
-        ingress = GunicornIngress(redis_url, SECRET, log_dir / "gunicorn.log", stop_timeout=20)
-        stack.enter_context(ingress)
+        ingress = stack.enter_context(gunicorn(redis_url, log_dir / "gunicorn.log"))
         worker = Restarting(
             lambda: start_worker(database_url, redis_url, concurrency=2, **plans.env())
         ).run()

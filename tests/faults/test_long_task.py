@@ -32,12 +32,13 @@ import psycopg
 import pytest
 import redis
 
+from devstack.ingress import GunicornIngress
 from tests.faults.invariant import (
     ControlSystem,
-    Gunicorn,
     Restarting,
     SparkStream,
     curve_event,
+    gunicorn,
     outcome,
     report,
     settle,
@@ -62,9 +63,9 @@ def pipeline(
     redis_url: str,
     start_worker: Callable[..., WorkerProcess],
     concurrency: int,
-) -> Iterator[tuple[Gunicorn, ControlSystem, list[Restarting]]]:
+) -> Iterator[tuple[GunicornIngress, ControlSystem, list[Restarting]]]:
     plans = ControlSystem().start()
-    ingress = Gunicorn(redis_url, tmp_path / "gunicorn.log").start()
+    ingress = gunicorn(redis_url, tmp_path / "gunicorn.log").start()
     env = {"BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT), **plans.env()}
     workers = [
         Restarting(
@@ -133,7 +134,7 @@ def test_it_stores_an_ingest_run_by_two_workers_past_the_visibility_timeout_once
     tmp_path: Path,
     database_url: str,
     redis_url: str,
-    pipeline: tuple[Gunicorn, ControlSystem, list[Restarting]],
+    pipeline: tuple[GunicornIngress, ControlSystem, list[Restarting]],
 ) -> None:
     ingress, plans, workers = pipeline
     stream = SparkStream(ingress.webhook_url, threads=THREADS).start()
