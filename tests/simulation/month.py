@@ -10,7 +10,9 @@ again, corrected, twice in one file), one user deleted mid-month and one deferre
 month's end. `run_month` plays it hour by hour on both clocks: the sandbox's (frozen at each
 hour) and our CLI's and tasks' `now` (events made by the sandbox and stored as the worker's
 handlers store them, `consumption import`, `users delete [--at-month-end]`, `reports send
---due`, and the beat's LPC acknowledgement sweep and `users.run_due_deletions`).
+--due`, and the beat's LPC acknowledgement sweep and `users.run_due_deletions`). It runs on a
+PostgreSQL server of its own (`private_database`), which `RestartPostgres` stops (fast, or
+immediate: a crash) and starts again while a report is being sent or readings come in.
 `check_month` computes every (event, target, period)'s energy in plain Python from the
 generated readings, as known when each report was built (the ledger's `built_at`: readings
 after that are not reported, corrections being off by default), and compares it with the
