@@ -152,9 +152,10 @@ class RestartUnderWorkers(RestartPostgres):
             task_id = tasks.send("reports.sweep", now=utc(now))
             wait_for(lambda: report_sending(self.database_url), 60, "a report out to be cut off")
             self.server.stop(restart.mode)
+            # Spark's answer comes while PostgreSQL is down.
+            self.restore_faults()
             worker.wait_for_log(f"reports.sweep[{task_id}] retry", timeout=60)
             self.server.start()
-            self.restore_faults()
             worker.wait_for_log(f"reports.sweep[{task_id}] succeeded", timeout=120)
         finally:
             tasks.close()

@@ -412,7 +412,7 @@ def report_faults(month: Month) -> dict[str, Any]:
 def private_database(directory: Path) -> Iterator[tuple[PostgresServer, str]]:
     """A PostgreSQL server of the month's own, since the month restarts it (the session's is
     shared), and the URL of a database on it with every migration applied."""
-    server = PostgresServer(directory).start()
+    server = PostgresServer(directory, sync_initdb=False).start()
     try:
         with psycopg.connect(server.url, autocommit=True) as admin:
             admin.execute("CREATE DATABASE month")
@@ -461,17 +461,19 @@ class PostgresRestart:
 # The reduced month's restart: a crash while the CLI sends the 26th's first report (the
 # 25th's curves, summer time's end).
 REDUCED_RESTARTS = {26: PostgresRestart("immediate")}
-# How long the sandbox holds each POST /reports while PostgreSQL is restarted under it.
-HOLD_SECONDS = 2
+# How long the sandbox holds each POST /reports at most while PostgreSQL is restarted under
+# it; RestartPostgres lets the held one go on as soon as the restart is done.
+HOLD_SECONDS = 60
 
 
 class RestartPostgres:
     """At the first hour of each of `restarts`' days with a report due, that hour's send is
     started, and once a report is `sending` (its POST held by the sandbox) PostgreSQL is
-    stopped and started again under it. The send's connection is gone when Spark's answer
-    comes: the CLI run fails (exit with the OperationalError; the next hourly run goes on),
-    the report left `sending` is taken back when its lease has run out and sent again byte for
-    byte. The hour's CLI sweep then runs as usual, on new connections."""
+    stopped and started again under it, and the POST let go. The send's connection is gone
+    when Spark's answer comes: the CLI run fails (exit with the OperationalError; the next
+    hourly run goes on), the report left `sending` is taken back when its lease has run out
+    and sent again byte for byte. The hour's CLI sweep then runs as usual, on new
+    connections."""
 
     def __init__(
         self,
@@ -513,7 +515,9 @@ class RestartPostgres:
         self.server.start()
 
     def restore_faults(self) -> None:
+        """The month's random faults again, and the POST held meanwhile answered now."""
         set_report_faults(self.sandbox, **report_faults(self.month))
+        self.sandbox.sandbox.report_faults.release()
 
     def cut_off(self, now: datetime, restart: PostgresRestart) -> str:
         """The hour's `reports send --due` (in a thread) cut off by the restart; says how."""
@@ -532,9 +536,9 @@ class RestartPostgres:
         thread.start()
         wait_for(lambda: report_sending(self.database_url), 60, "a report out to be cut off")
         self.restart(restart.mode)
+        self.restore_faults()
         thread.join(60)
         assert not thread.is_alive(), "the CLI run did not end"
-        self.restore_faults()
         # AdminShutdown (fast) or OperationalError (immediate: the server closed the connection).
         (error,) = ended
         assert isinstance(error, psycopg.OperationalError), error
