@@ -175,6 +175,9 @@ class PostgresServer:
 
     directory: Path
     port: int = 0
+    # False: initdb does not wait for its files to reach the disk (`--no-sync`), for a
+    # cluster that is thrown away after a test; the server itself still runs with fsync on.
+    sync_initdb: bool = True
 
     @property
     def data_dir(self) -> Path:
@@ -218,6 +221,7 @@ class PostgresServer:
             self._run(
                 str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
                 "--auth=trust", "--encoding=UTF8", "--no-instructions",
+                *([] if self.sync_initdb else ["--no-sync"]),
             )  # fmt: skip
         if not self.port:
             self.port = free_port()

@@ -10,7 +10,9 @@ again, corrected, twice in one file), one user deleted mid-month and one deferre
 month's end. `run_month` plays it hour by hour on both clocks: the sandbox's (frozen at each
 hour) and our CLI's and tasks' `now` (events made by the sandbox and stored as the worker's
 handlers store them, `consumption import`, `users delete [--at-month-end]`, `reports send
---due`, and the beat's LPC acknowledgement sweep and `users.run_due_deletions`).
+--due`, and the beat's LPC acknowledgement sweep and `users.run_due_deletions`). It runs on a
+PostgreSQL server of its own (`private_database`), which `RestartPostgres` stops (fast, or
+immediate: a crash) and starts again while a report is being sent or readings come in.
 `check_month` computes every (event, target, period)'s energy in plain Python from the
 generated readings, as known when each report was built (the ledger's `built_at`: readings
 after that are not reported, corrections being off by default), and compares it with the
@@ -23,20 +25,27 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.db import connect
+import psycopg
+
+from devstack.servers import PostgresServer
+from shared.db import close_pools, connect
+from shared.db.migrate import upgrade
 from shared.spark_api import SparkClient
 from tests.fixtures.sandbox import SandboxHandle
 from tests.lpc.energy import store_lpc_event
 from tests.reports.support import (
     HOUR,
     OSLO,
+    cli,
     cli_json,
     curve,
     hours_of_local_day,
@@ -48,9 +57,12 @@ from tests.reports.support import (
     write_readings,
 )
 from tests.users.helpers import user_document, write_json
+from tests.waiting import wait_for
 from worker.lpc import ack
 from worker.lpc.handling import plan_reaction
 from worker.lpc.payload import Kind
+from worker.reports import ledger
+from worker.reports.ledger import ReportRules
 from worker.users.deletion import run_due_deletions
 
 MAX_WAIT = timedelta(hours=24)  # SPARK_REPORT_MAX_WAIT's default
@@ -374,10 +386,14 @@ class Played:
     faults: Counter[str] = field(default_factory=Counter)
     # Faults injected by `interrupt` hooks (worker kills), as they describe them.
     interrupts: list[str] = field(default_factory=list)
+    # PostgreSQL restarts (RestartPostgres), as they describe them.
+    postgres_restarts: list[str] = field(default_factory=list)
 
 
 # Called at an hour before the CLI's sweep, e.g. to kill a worker mid-sweep; says what it did.
 Interrupt = Callable[[datetime, "Played"], str]
+# Stores an hour's readings file instead of the CLI's `consumption import`.
+Importer = Callable[[datetime, Path, "Played"], None]
 
 
 def report_faults(month: Month) -> dict[str, Any]:
@@ -392,12 +408,151 @@ def report_faults(month: Month) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def private_database(directory: Path) -> Iterator[tuple[PostgresServer, str]]:
+    """A PostgreSQL server of the month's own, since the month restarts it (the session's is
+    shared), and the URL of a database on it with every migration applied."""
+    server = PostgresServer(directory, sync_initdb=False).start()
+    try:
+        with psycopg.connect(server.url, autocommit=True) as admin:
+            admin.execute("CREATE DATABASE month")
+        url = server.url.rsplit("/", 1)[0] + "/month"
+        with connect(url) as conn:
+            upgrade(conn)
+        yield server, url
+    finally:
+        close_pools()
+        server.stop("immediate")
+
+
+def report_due(database_url: str, now: datetime) -> bool:
+    """The hour's sweep (idempotent: the CLI's runs it again) leaves an energy report due
+    (what `reports send --due` and reports.sweep send; LPC acknowledgements go by ack.send_due)."""
+    with connect(database_url) as conn:
+        ledger.sweep(conn, ReportRules(timezone=OSLO), now=now)
+    return _energy_report(database_url, "due")
+
+
+def report_sending(database_url: str) -> bool:
+    return _energy_report(database_url, "sending")
+
+
+def _energy_report(database_url: str, status: str) -> bool:
+    found = rows(
+        database_url,
+        "SELECT 1 FROM reports WHERE status = %s AND kind IN ('energy', 'lpc_energy')",
+        (status,),
+    )
+    return bool(found)
+
+
+@dataclass(frozen=True)
+class PostgresRestart:
+    """How PostgreSQL is restarted on a day: stopped `mode` "fast" (a clean shutdown that ends
+    every session) or "immediate" (a crash, recovered from the WAL on the next start), while
+    `by` sends a report: "cli" (`reports send --due`) or "worker" (a worker's reports.sweep),
+    or while the hour's readings come in: "ingest" (tests/faults/test_simulated_month.py has
+    the last two)."""
+
+    mode: str
+    by: str = "cli"
+
+
+# The reduced month's restart: a crash while the CLI sends the 26th's first report (the
+# 25th's curves, summer time's end).
+REDUCED_RESTARTS = {26: PostgresRestart("immediate")}
+# How long the sandbox holds each POST /reports at most while PostgreSQL is restarted under
+# it; RestartPostgres lets the held one go on as soon as the restart is done.
+HOLD_SECONDS = 60
+
+
+class RestartPostgres:
+    """At the first hour of each of `restarts`' days with a report due, that hour's send is
+    started, and once a report is `sending` (its POST held by the sandbox) PostgreSQL is
+    stopped and started again under it, and the POST let go. The send's connection is gone
+    when Spark's answer comes: the CLI run fails (exit with the OperationalError; the next
+    hourly run goes on), the report left `sending` is taken back when its lease has run out
+    and sent again byte for byte. The hour's CLI sweep then runs as usual, on new
+    connections."""
+
+    def __init__(
+        self,
+        sandbox: SandboxHandle,
+        database_url: str,
+        server: PostgresServer,
+        month: Month,
+        restarts: dict[int, PostgresRestart],
+    ) -> None:
+        self.sandbox = sandbox
+        self.database_url = database_url
+        self.server = server
+        self.month = month
+        self.restarts = restarts
+        self.done: set[int] = set()
+
+    def ticks(self) -> dict[datetime, Interrupt]:
+        return {
+            now: self
+            for now in self.month.ticks
+            if (restart := self.restarts.get(now.astimezone(OSLO).day)) and restart.by != "ingest"
+        }
+
+    def __call__(self, now: datetime, played: Played) -> str:
+        day = now.astimezone(OSLO).day
+        restart = self.restarts.get(day)
+        if restart is None or day in self.done or not report_due(self.database_url, now):
+            return ""
+        self.done.add(day)
+        # The random faults drawn so far are counted; then every POST is held.
+        played.faults.update(self.sandbox.control.report_faults()["drawn"])
+        set_report_faults(self.sandbox, errorRate=1, slowShare=1, slowSeconds=HOLD_SECONDS)
+        what = self.cut_off(now, restart)
+        played.postgres_restarts.append(f"{restart.mode} at {now:%m-%d %H:%M}Z ({what})")
+        return ""
+
+    def restart(self, mode: str) -> None:
+        self.server.stop(mode)
+        self.server.start()
+
+    def restore_faults(self) -> None:
+        """The month's random faults again, and the POST held meanwhile answered now."""
+        set_report_faults(self.sandbox, **report_faults(self.month))
+        self.sandbox.sandbox.report_faults.release()
+
+    def cut_off(self, now: datetime, restart: PostgresRestart) -> str:
+        """The hour's `reports send --due` (in a thread) cut off by the restart; says how."""
+        assert restart.by == "cli", restart
+        ended: list[object] = []
+
+        def send() -> None:
+            try:
+                result = cli(self.database_url, "reports", "send", "--due", "--now", utc(now),
+                             sandbox=self.sandbox)  # fmt: skip
+                ended.append(f"exit {result.exit_code}: {result.output[-300:]}")
+            except psycopg.OperationalError as exc:
+                ended.append(exc)
+
+        thread = threading.Thread(target=send, name="reports-send", daemon=True)
+        thread.start()
+        wait_for(lambda: report_sending(self.database_url), 60, "a report out to be cut off")
+        self.restart(restart.mode)
+        self.restore_faults()
+        thread.join(60)
+        assert not thread.is_alive(), "the CLI run did not end"
+        # AdminShutdown (fast) or OperationalError (immediate: the server closed the connection).
+        (error,) = ended
+        assert isinstance(error, psycopg.OperationalError), error
+        return f"the CLI's send cut off: {type(error).__name__}"
+
+
 def run_month(
     sandbox: SandboxHandle,
     database_url: str,
     month: Month,
     tmp_path: Path,
     interrupts: dict[datetime, Interrupt] | None = None,
+    *,
+    importers: dict[datetime, Importer] | None = None,
 ) -> Played:
     register_users(sandbox, database_url, month, tmp_path)
     set_report_faults(sandbox, **report_faults(month))
@@ -420,7 +575,10 @@ def run_month(
             if now in month.arrivals:
                 rows_ = [r.row() for r in month.arrivals[now]]
                 path = write_readings(tmp_path / f"{now:%m%d%H}.csv", rows_)
-                import_readings(database_url, path, now=now)
+                if importer := (importers or {}).get(now):
+                    importer(now, path, played)
+                else:
+                    import_readings(database_url, path, now=now)
             if now == month.deleted_at:
                 _delete(sandbox, database_url, month.deleted_user, now)
                 played.deletions[month.deleted_user] = now
@@ -614,6 +772,8 @@ class Outcome:
             f"deletions: {deletions}; reported after deletion: {len(self.after_deletion)}",
             f"faults injected on POST /reports: {faults or 'none'}",
             f"sends cut off: {interrupts}",
+            f"PostgreSQL restarts: {len(played.postgres_restarts)}"
+            + "".join(f"; {restart}" for restart in played.postgres_restarts),
             f"lost {len(self.missing)}, over-reported {len(self.over)}, wrong "
             f"{len(self.wrong)}, duplicated {len(self.duplicated)}",
         ]
