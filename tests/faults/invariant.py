@@ -108,6 +108,9 @@ class Restarting:
     start: Callable[[], WorkerProcess]
     current: WorkerProcess | None = None
     exits: int = 0
+    # Starts that failed (the worker exited before it was ready, e.g. while Redis still
+    # refused writes): tried again, as compose does.
+    failed_starts: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -121,9 +124,15 @@ class Restarting:
         while not self._stop.wait(0.2):
             process = self.current.process if self.current else None
             if process is not None and process.poll() is not None:
+                try:
+                    self.current = self.start()
+                except AssertionError:
+                    # Not ready (WorkerProcess.start raises): `current` is still the exited
+                    # worker, so the next turn starts another.
+                    self.failed_starts += 1
+                    continue
                 # Counted once the new worker is ready, so that a caller waiting for the
                 # count finds the new one in `current`.
-                self.current = self.start()
                 self.exits += 1
 
     def stop(self) -> None:
@@ -153,15 +162,19 @@ def running_pipeline(
     redis_url: str,
     start_worker: Callable[..., WorkerProcess],
     log_dir: Path,
+    **worker_env: str,
 ) -> Iterator[Pipeline]:
     """The pipeline on `database_url` and `redis_url` (the ingress's log in `log_dir`),
-    stopped afterwards, the worker first."""
+    stopped afterwards, the worker first; `worker_env` adds to the worker's settings (a
+    Spark to call, a visibility timeout)."""
     with ExitStack() as stack:
         plans = ControlSystem().start()
         stack.callback(plans.stop)
         ingress = stack.enter_context(gunicorn(redis_url, log_dir / "gunicorn.log"))
         worker = Restarting(
-            lambda: start_worker(database_url, redis_url, concurrency=2, **plans.env())
+            lambda: start_worker(
+                database_url, redis_url, concurrency=2, **plans.env(), **worker_env
+            )
         ).run()
         stack.callback(worker.stop)
         yield Pipeline(ingress, plans, worker)
@@ -353,14 +366,19 @@ def report(result: Outcome) -> None:
     print(result.line())
 
 
+def send_as_beat(redis_url: str, task: str, queue: str) -> None:
+    """Send `task` to `queue` once, as beat sends it on its schedule (worker/schedule.py)."""
+    producer = Celery("faults-beat", broker=redis_url, set_as_current=False)
+    try:
+        producer.send_task(task, queue=queue)
+    finally:
+        producer.close()
+
+
 def sweep_dispatches(redis_url: str) -> None:
     """What beat does every minute (worker/schedule.py): the dispatch sweep, which sends the
     plans of curves whose follow-up task was lost (sent while Redis could not take it)."""
-    producer = Celery("faults-beat", broker=redis_url, set_as_current=False)
-    try:
-        producer.send_task(DISPATCH_DUE_TASK, queue=DISPATCH_QUEUE)
-    finally:
-        producer.close()
+    send_as_beat(redis_url, DISPATCH_DUE_TASK, DISPATCH_QUEUE)
 
 
 def settle(
