@@ -82,10 +82,16 @@ class TaskQueue:
 
     def __init__(self, redis_url: str, routes: dict[str, dict[str, str]] | None = None) -> None:
         self.app = create_celery(redis_url, routes)
-        # The broker's own error classes (connection and channel, e.g. Redis's OOM refusal).
+        # The broker's own error classes (connection and channel, e.g. Redis's OOM refusal),
+        # and AttributeError: after such an error kombu's Redis transport may close the
+        # channel's connection under it, and the next publish on that channel fails in
+        # `_connparams` ("'NoneType' object has no attribute 'client'", the same kombu flaw
+        # as the worker's crash in README "Faults"). Seen while Redis was full
+        # (tests/faults/test_redis_starved.py): it was a 500; Redis did not take the message.
         connection = self.app.connection_for_write()
         self._errors: tuple[type[BaseException], ...] = (
             KombuError,
+            AttributeError,
             *connection.connection_errors,
             *connection.channel_errors,
         )
