@@ -191,7 +191,6 @@ SELECT CASE
         JOIN price_curve_targets o
           ON o.resource_id = t.resource_id
          AND o.location_id = t.location_id
-         AND o.event_id <> t.event_id
         WHERE t.event_id = %(event_id)s
           AND o.event_id IN (SELECT event_id FROM overlapping_curves(%(event_id)s) WHERE newer))
     ELSE EXISTS (
