@@ -17,7 +17,6 @@ is lost where nothing can bring it back; it is printed, not asserted.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -33,7 +32,7 @@ from tests.faults.workers import (
     SPARK_RETRY_DELAYS,
     SupervisedWorker,
     WebhookStream,
-    cli,
+    recover_as_beat,
     stored_event_ids,
 )
 from tests.fixtures.sandbox import WEBHOOK_SECRET, SandboxHandle, spark_env
@@ -146,15 +145,8 @@ def test_it_consumes_again_after_each_redis_kill_and_stores_every_spark_event_on
         wait_for(drained(redis_url), settle, "the ingest queue to drain")
         lost_direct = stream.accepted - stored_event_ids(database_url)
 
-        # What beat runs every 15 minutes (the backfill also at each worker start), one after
-        # the other so that each one's count is its own: the delivery-log check finds the
-        # events Spark delivered (2xx) that are not stored, the backfill the rest.
-        check = cli(env, "webhooks", "check-deliveries", "--json")
-        checked = json.loads(check.stdout)
-        assert checked["error"] is None, check.stderr
-        wait_for(drained(redis_url), settle, "the ingest queue to drain")
-        backfill = cli(env, "events", "backfill", "--json")
-        assert backfill.returncode == 0, backfill.stderr
+        # What beat runs every 15 minutes (the backfill also at each worker start).
+        recovered = recover_as_beat(env, redis_url, settle)
 
         spark_created = set(created)
         wait_for(
@@ -185,13 +177,12 @@ def test_it_consumes_again_after_each_redis_kill_and_stores_every_spark_event_on
                 ids,
             )
         )
-    by_backfill = json.loads(backfill.stdout)["enqueued"]
     print(
         f"\nFAULT Redis kill -9 x{KILLS} ({'AOF always' if aof else 'no AOF'}): worker crashes "
         f"{worker.crashes}, consuming again {min(resumed):.1f}-{max(resumed):.1f} s after each "
         f"restart; Spark events {len(spark_created)} (answered 2xx {len(answered_2xx)}), "
-        f"stored {len(statuses)}, recovered by the backfill {by_backfill}"
-        f" and the delivery-log check {checked['recovered']}; events Spark does not know: "
+        f"stored {len(statuses)}, recovered by the backfill {recovered.by_backfill}"
+        f" and the delivery-log check {recovered.by_check}; events Spark does not know: "
         f"answered 2xx {len(stream.accepted)}, lost {len(lost_direct)}"
     )
     assert answered_2xx <= spark_created

@@ -20,7 +20,6 @@ check and the backfill as beat runs them, counting what they brought back.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -47,7 +46,7 @@ from tests.faults.invariant import (
     settle,
     sweep_dispatches,
 )
-from tests.faults.workers import SPARK_RETRY_DELAYS, cli
+from tests.faults.workers import SPARK_RETRY_DELAYS, recover_as_beat
 from tests.fixtures.sandbox import SandboxHandle, spark_env
 from tests.fixtures.services import WorkerProcess, worker_env
 from tests.waiting import drained, wait_for
@@ -251,15 +250,8 @@ def test_it_answers_503_while_redis_is_full_and_evicts_nothing(
         # What a crashed worker held comes back after the visibility timeout; tasks whose
         # publish was refused are retried after a backoff of up to MAX_COUNTDOWN.
         wait_for(drained(redis_url), DRAIN_WITHIN, "the ingest queue drained")
-        # What beat runs every 15 minutes (the backfill also at each worker start), one after
-        # the other so that each one's count is its own.
-        check = cli(env, "webhooks", "check-deliveries", "--json")
-        checked = json.loads(check.stdout)
-        assert checked["error"] is None, check.stderr
-        wait_for(drained(redis_url), DRAIN_WITHIN, "the ingest queue drained")
-        backfill = cli(env, "events", "backfill", "--json")
-        assert backfill.returncode == 0, backfill.stderr
-        wait_for(drained(redis_url), DRAIN_WITHIN, "the ingest queue drained")
+        # What beat runs every 15 minutes (the backfill also at each worker start).
+        recovered = recover_as_beat(env, redis_url, DRAIN_WITHIN)
         # What beat sends every minute: the sweeps that send what a refused follow-up task
         # left planned in PostgreSQL (an LPC event's plans, its acknowledgement).
         sweep_dispatches(redis_url)
@@ -284,7 +276,7 @@ def test_it_answers_503_while_redis_is_full_and_evicts_nothing(
         f"ZREM (an ack) {refused_writes(logs, 'ZREM')}; {len(lost_in_redis)} answered 2xx lost "
         f"in Redis and brought back by the backfill or the delivery-log check (enqueued by "
         f"the workers' start-up backfills {backfilled_at_start(logs)}, then by the check "
-        f"{checked['recovered']}, the backfill {json.loads(backfill.stdout)['enqueued']}); "
+        f"{recovered.by_check}, the backfill {recovered.by_backfill}); "
         f"Spark gave up on {len(set(created) - answered)}; plans received twice "
         f"{plans.duplicates()}"
     )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -19,6 +20,7 @@ import requests
 
 from shared.signing import SIGNATURE_HEADER, sign
 from tests.fixtures.services import REPO
+from tests.waiting import drained, wait_for
 from tests.worker.events import body, notification
 
 BIN = Path(sys.executable).parent
@@ -177,3 +179,25 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What the recovery beat runs every 15 minutes enqueued: the delivery-log check (events
+    Spark delivered, answered 2xx, and not stored) and then the backfill (the rest)."""
+
+    by_check: int
+    by_backfill: int
+
+
+def recover_as_beat(env: dict[str, str], redis_url: str, within: float) -> Recovered:
+    """The delivery-log check, then the backfill, one after the other so that each one's count
+    is its own, each followed by the ingest queue draining (within `within` seconds)."""
+    check = cli(env, "webhooks", "check-deliveries", "--json")
+    checked = json.loads(check.stdout)
+    assert checked["error"] is None, check.stderr
+    wait_for(drained(redis_url), within, "the ingest queue to drain")
+    backfill = cli(env, "events", "backfill", "--json")
+    assert backfill.returncode == 0, backfill.stderr
+    wait_for(drained(redis_url), within, "the ingest queue to drain")
+    return Recovered(checked["recovered"], json.loads(backfill.stdout)["enqueued"])
