@@ -136,7 +136,7 @@ WHERE kind = 'lpc_ack' AND event_id = %(event_id)s;
 
 -- name: list_lpc_ack_attempts
 SELECT t.attempt, t.started_at, t.finished_at, t.outcome, t.http_status, t.error,
-       t.spark_report_id
+       t.spark_report_id, t.retry_after_seconds
 FROM report_attempts AS t
 JOIN reports AS r ON r.id = t.report_id
 WHERE r.kind = 'lpc_ack' AND r.event_id = %(event_id)s

@@ -372,7 +372,8 @@ RETURNING id;
 -- name: finish_report_attempt
 UPDATE report_attempts
 SET finished_at = %(now)s, outcome = %(outcome)s, http_status = %(http_status)s,
-    error = %(error)s, response = %(response)s, spark_report_id = %(spark_report_id)s
+    error = %(error)s, response = %(response)s, spark_report_id = %(spark_report_id)s,
+    retry_after_seconds = %(retry_after)s
 WHERE report_id = %(id)s AND attempt = %(attempt)s;
 
 -- name: event_report_states
@@ -450,7 +451,7 @@ ORDER BY part;
 
 -- name: list_report_attempts
 SELECT report_id, attempt, started_at, finished_at, outcome, http_status, error, response,
-       spark_report_id
+       spark_report_id, retry_after_seconds
 FROM report_attempts
 WHERE report_id = ANY (%(report_ids)s)
 ORDER BY report_id, attempt;

@@ -90,11 +90,15 @@ def test_it_sends_every_report_through_failures_and_a_killed_worker_without_need
     assert killed["event_id"] in duplicates
     assert sum(duplicates.values()) <= record["lostAnswers"] + 1
     assert sum(faults["drawn"].values()) > 0
-    attempts = rows(database_url, "SELECT outcome, http_status FROM report_attempts")
+    attempts = rows(
+        database_url, "SELECT outcome, http_status, retry_after_seconds FROM report_attempts"
+    )
     outcomes = {(a["outcome"], a["http_status"]) for a in attempts}
     assert ("accepted", 200) in outcomes
     if faults["drawn"]["status429"]:
         assert ("failed", 429) in outcomes
+        # Each 429's Retry-After is kept with its attempt (what `reports show` prints).
+        assert {a["retry_after_seconds"] for a in attempts if a["http_status"] == 429} == {1.0}
     if faults["drawn"]["status500"]:
         assert ("failed", 500) in outcomes
     if faults["drawn"]["lostAnswer"]:

@@ -75,6 +75,11 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def retry_after_text(seconds: float | None) -> str:
+    """ " (Retry-After 3 s)" for an attempt Spark told to wait, else nothing."""
+    return "" if seconds is None else f" (Retry-After {seconds:g} s)"
+
+
 def print_json(value: Any) -> None:
     click.echo(json.dumps(jsonable(value), indent=2, ensure_ascii=False))
 

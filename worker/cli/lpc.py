@@ -10,7 +10,14 @@ import click
 from shared.db import Connection, execute, fetch_all, fetch_one
 from shared.queues import DISPATCH_QUEUE
 from shared.timeutil import utcnow
-from worker.cli.base import database, jsonable, print_json, settings_or_fail, worker_app
+from worker.cli.base import (
+    database,
+    jsonable,
+    print_json,
+    retry_after_text,
+    settings_or_fail,
+    worker_app,
+)
 from worker.curves.payload import format_time_span
 from worker.lpc.handling import DISPATCH_DUE_TASK
 
@@ -173,6 +180,7 @@ def _ack_detail(conn: Connection, event_id: str) -> dict[str, Any] | None:
                 "httpStatus": a["http_status"],
                 "error": a["error"],
                 "sparkReportId": a["spark_report_id"],
+                "retryAfterSeconds": a["retry_after_seconds"],
             }
             for a in fetch_all(conn, "list_lpc_ack_attempts", {"event_id": event_id})
         ],
@@ -210,6 +218,7 @@ def lpc_show(event_id: str, as_json: bool) -> None:
                 f"    attempt {attempt['attempt']} {jsonable(attempt['startedAt'])}  "
                 f"{attempt['outcome'] or 'in flight'}"
                 + (f" HTTP {attempt['httpStatus']}" if attempt["httpStatus"] else "")
+                + retry_after_text(attempt["retryAfterSeconds"])
                 + (f": {attempt['error']}" if attempt["error"] else "")
             )
         if ack["rejection"]:

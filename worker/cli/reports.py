@@ -12,7 +12,7 @@ import click
 from shared.config import ConfigError
 from shared.db import fetch_all
 from shared.timeutil import parse_spark_datetime, utcnow
-from worker.cli.base import database, print_json, settings_or_fail
+from worker.cli.base import database, print_json, retry_after_text, settings_or_fail
 from worker.reports.deadlines import STATUSES
 from worker.reports.views import report_json
 
@@ -146,7 +146,8 @@ def _print_event(result: dict[str, Any]) -> None:
             status = attempt["httpStatus"] or "-"
             detail = attempt["response"] or attempt["error"] or ""
             click.echo(
-                f"  attempt {attempt['attempt']}: {attempt['outcome']} [{status}] {detail[:120]}"
+                f"  attempt {attempt['attempt']}: {attempt['outcome']} [{status}]"
+                f"{retry_after_text(attempt['retryAfterSeconds'])} {detail[:120]}"
             )
         if item["body"] is not None:
             click.echo("  body: " + json.dumps(item["body"])[:2000])

@@ -266,6 +266,7 @@ def _record(
                 "error": answer.error,
                 "response": answer.response,
                 "spark_report_id": answer.spark_report_id,
+                "retry_after": answer.retry_after,
             },
         )
         result = record(conn, row, attempt, answer, now=now)

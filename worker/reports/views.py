@@ -61,6 +61,7 @@ def _attempt_json(attempt: Any) -> dict[str, Any]:
         "error": attempt["error"],
         "response": attempt["response"],
         "sparkReportId": attempt["spark_report_id"],
+        "retryAfterSeconds": attempt["retry_after_seconds"],
     }
 
 
