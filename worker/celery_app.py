@@ -43,6 +43,9 @@ RETRY_BACKOFF_MAX = MAX_COUNTDOWN
 VISIBILITY_TIMEOUT = MAX_COUNTDOWN + 2 * LONGEST_TASK_TIME_LIMIT
 # How often a worker looks for messages past the visibility timeout.
 UNACKED_RESTORE_INTERVAL = 10
+# RedBeat's lock: a standby beat takes over at most this long after the active one dies
+# (the lock's last extension expires); tests/faults/test_two_beats.py measures it.
+BEAT_LOCK_TIMEOUT = 120
 
 # Errors of our own infrastructure: retry with backoff, never acknowledge the event away.
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
@@ -138,8 +141,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "redbeat_redis_url": settings.redis_url,
         "redbeat_key_prefix": "spark-partner:redbeat:",
-        # A standby beat takes over within ~2 minutes of the active one dying.
-        "redbeat_lock_timeout": 120,
+        "redbeat_lock_timeout": BEAT_LOCK_TIMEOUT,
         "beat_max_loop_interval": 20,
         "beat_schedule": beat_schedule(),
         "worker_hijack_root_logger": True,

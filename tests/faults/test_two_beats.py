@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from shared.queues import DISPATCH_QUEUE, INGEST_QUEUE, SPARK_QUEUE
 from tests.faults.invariant import Outcome, report
 from tests.fixtures.services import REPO, worker_env
 from tests.waiting import wait_for
+from worker.celery_app import BEAT_LOCK_TIMEOUT
 from worker.schedule import beat_schedule
 
 INTERVAL = timedelta(seconds=60)
@@ -107,5 +109,65 @@ def test_it_sends_each_scheduled_job_once_per_slot_with_two_beats_running(
         )
     )
     assert doubled == 0, sent
+    for task in EVERY_MINUTE:
+        assert len(sent[task]) == 2, (task, sent[task])
+
+
+def test_it_hands_the_schedule_to_the_standby_beat_when_the_active_one_dies(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    """The standby of "Scaling out": the active beat killed (`kill -9`, a lost host), the
+    waiting one takes RedBeat's lock once it expires (`redbeat_lock_timeout`, 120 s, after
+    the dead beat's last extension) and sends each every-minute job again, once."""
+    env = worker_env(database_url, redis_url)
+    logs = [tmp_path / "beat-active.log", tmp_path / "beat-standby.log"]
+    active = start_beat(env, logs[0])
+    standby: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(lambda: "Acquired lock" in logs[0].read_text(), 60, "the first beat's lock")
+        standby = start_beat(env, logs[1])
+        wait_for(
+            lambda: all(sends(redis_url).get(task) for task in EVERY_MINUTE),
+            90,
+            "the active beat's first sends",
+        )
+        os.killpg(active.pid, 9)
+        active.wait(30)
+        killed = time.monotonic()
+        assert "Acquired lock" not in logs[1].read_text(), "the standby held the lock too"
+        wait_for(lambda: "Acquired lock" in logs[1].read_text(), 200, "the standby beat's lock")
+        took = time.monotonic() - killed
+        wait_for(
+            lambda: all(len(sends(redis_url).get(task, [])) >= 2 for task in EVERY_MINUTE),
+            90,
+            "the standby beat's sends",
+        )
+    finally:
+        for beat in (active, standby):
+            if beat is not None and beat.poll() is None:
+                os.killpg(beat.pid, 15)
+                beat.wait(30)
+    sent = sends(redis_url)
+    doubled = sum(
+        1
+        for task in EVERY_MINUTE
+        for earlier, later in zip(sent[task], sent[task][1:], strict=False)
+        if later - earlier < INTERVAL * 0.9
+    )
+    every_minute_sends = sum(len(sent[task]) for task in EVERY_MINUTE)
+    report(
+        Outcome(
+            "standby-beat",
+            sent=every_minute_sends,
+            answered_2xx=every_minute_sends,
+            stored=every_minute_sends - doubled,
+            lost=0,
+            duplicated=doubled,
+            extra=f"the standby took the lock {took:.1f} s after the active beat was killed",
+        )
+    )
+    assert doubled == 0, sent
+    # The lock expires at most redbeat_lock_timeout after the dead beat's last extension.
+    assert took <= BEAT_LOCK_TIMEOUT + 10, took
     for task in EVERY_MINUTE:
         assert len(sent[task]) == 2, (task, sent[task])
