@@ -1,8 +1,9 @@
-"""PostgreSQL hung (every process of a private cluster stopped with SIGSTOP, then SIGCONT)
-under a stream of webhooks, through gunicorn and a real worker (issue 15, Faults).
+"""PostgreSQL hung (every process of a private cluster stopped with SIGSTOP, then SIGCONT),
+and PostgreSQL stopped and started again, under a stream of webhooks, through gunicorn and a
+real worker (issue 15, Faults).
 
-A hung database is worse than a stopped one (tests/worker/test_ingest_event.py stops one):
-nothing refuses, connections and queries just wait. The ingress does not touch PostgreSQL,
+A hung database is worse than a stopped one: nothing refuses, connections and queries just
+wait. The ingress does not touch PostgreSQL,
 so it answers 2xx throughout and the messages wait in Redis; the worker's tasks wait, time
 out or retry, and once PostgreSQL runs again everything lands once.
 """
@@ -122,6 +123,48 @@ def test_it_lands_everything_once_after_postgres_hung(
             f"{stored_before} accepted before SIGCONT, {log.count('Retry in')} task retries, "
             f"{log.count('time limit (')} time limits hit, landed {took:.0f} s after, "
             f"worker exits (restarted) {worker.exits}"
+        ),
+    )
+    report(result)
+    assert (result.lost, result.duplicated) == (0, 0), result.line()
+    assert result.stored == result.answered_2xx
+
+
+def test_it_lands_everything_once_after_postgres_stopped(
+    redis_url: str, private_postgres: PostgresServer, pipeline: Pipeline
+) -> None:
+    """PostgreSQL crashed (`pg_ctl stop -m immediate`: no checkpoint, recovery at the next
+    start) under the stream, and started again on the same port once 100 webhooks wait. A
+    stopped database refuses at once, unlike a hung one: the worker's tasks fail on their
+    connections and retry; the pool's broken connections are replaced after the start."""
+    ingress, plans, worker = pipeline
+    database_url = private_postgres.url
+    stream = SparkStream(ingress.webhook_url, threads=THREADS).start()
+    with redis.Redis.from_url(redis_url) as client:
+        try:
+            stream.wait_accepted(60, timeout=60)
+            private_postgres.stop("immediate")
+            try:
+                wait_for(lambda: client.llen(INGEST_QUEUE) >= 100, 120, "100 webhooks queued")
+                accepted_while_down = len(stream.accepted)
+            finally:
+                private_postgres.start()
+            stream.wait_accepted(60, timeout=60)
+        finally:
+            stream.stop()
+    took = settle(stream, database_url, redis_url, plans, within=300)
+
+    log = worker.current.log() if worker.current else ""
+    result = outcome(
+        "postgres-stopped",
+        stream,
+        database_url,
+        plans,
+        extra=(
+            f"{stream.statuses[202] + stream.statuses[200]} answers 2xx, "
+            f"{sum(s >= 500 for s in stream.statuses.elements())} 5xx, "
+            f"{accepted_while_down} accepted before the start, {log.count('Retry in')} task "
+            f"retries, landed {took:.0f} s after, worker exits (restarted) {worker.exits}"
         ),
     )
     report(result)
