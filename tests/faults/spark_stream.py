@@ -7,7 +7,12 @@ the webhooks registered, with Spark's 3 retries, and records every attempt's ans
 
 The invariant: every event answered 2xx is stored exactly once, every effect happens once
 (one acknowledgement accepted per LPC event, the hints of each eligibility event), nothing
-acknowledged is lost. `settle` waits for the effects and returns the one-line outcome every
+acknowledged is lost. One repeat is the ledger's policy, not a fault: an acknowledgement whose
+sender died mid-POST (its attempt recorded `unknown` when the lease ran out) is sent again,
+the same body under the same Idempotency-Key, because Spark has no way to ask whether it
+arrived and a missing acknowledgement is worse than a second copy (worker/reports/__init__.py).
+Such copies, at most one per unknown attempt, are counted as `resent`, apart from
+`duplicated`. `settle` waits for the effects and returns the one-line outcome every
 fault test prints (the README's "Guarantees and figures").
 """
 
@@ -91,6 +96,8 @@ class Outcome:
     lost: int
     duplicated: int
     missing_effects: int
+    # Acknowledgements sent again after an attempt whose answer never came (see above).
+    resent: int = 0
     notes: str = ""
 
     def line(self) -> str:
@@ -98,7 +105,8 @@ class Outcome:
         return (
             f"FAULT {self.fault}: sent {self.sent}, answered 2xx {self.answered}, "
             f"stored {self.stored}, lost {self.lost}, duplicated effects {self.duplicated}, "
-            f"missing effects {self.missing_effects}{extra}"
+            f"missing effects {self.missing_effects}, resent after an unknown answer "
+            f"{self.resent}{extra}"
         )
 
     def holds(self) -> bool:
@@ -132,9 +140,24 @@ def measure(
             """,
             (list(created),),
         ).fetchall()
+        unknown: Counter[str] = Counter(
+            dict(
+                conn.execute(
+                    """
+                    SELECT r.event_id, count(*) FROM report_attempts t
+                    JOIN reports r ON r.id = t.report_id
+                    WHERE r.kind = 'lpc_ack' AND t.outcome = 'unknown' AND r.event_id = ANY(%s)
+                    GROUP BY r.event_id
+                    """,
+                    (list(created),),
+                ).fetchall()
+            )
+        )
     stored = {row[0] for row in rows}
     acks = Counter({e["eventId"]: len(e["acknowledgements"]) for e in sandbox.control.lpc_events()})
-    duplicated = sum(max(0, n - 1) for n in acks.values() if n)
+    repeats = {event_id: n - 1 for event_id, n in acks.items() if n > 1}
+    resent = sum(min(n, unknown[event_id]) for event_id, n in repeats.items())
+    duplicated = sum(repeats.values()) - resent
     missing = 0
     for event_id, kind, status, hints, announced in rows:
         if status != "processed":
@@ -152,6 +175,7 @@ def measure(
         lost=len(answered - stored),
         duplicated=duplicated,
         missing_effects=missing,
+        resent=resent,
         notes=notes,
     )
 
