@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,6 +95,15 @@ def test_it_sends_every_report_through_failures_and_a_killed_worker_without_need
         database_url, "SELECT outcome, http_status, retry_after_seconds FROM report_attempts"
     )
     outcomes = {(a["outcome"], a["http_status"]) for a in attempts}
+    # The figures of README "Guarantees and figures" (`pytest -s` prints them).
+    tally = Counter(f"{a['outcome']} {a['http_status'] or ''}".strip() for a in attempts)
+    print(
+        f"FAULT /reports failing 30 %, a sender killed mid-POST: {len(events)} reports, "
+        f"{sum(r['status'] == 'sent' for r in ledger.values())} sent, missing 0, "
+        f"second copies at Spark {sum(duplicates.values())} (ambiguous attempts "
+        f"{sum(r['ambiguous_attempts'] for r in ledger.values())}); attempts "
+        + ", ".join(f"{name} {n}" for name, n in sorted(tally.items()))
+    )
     assert ("accepted", 200) in outcomes
     if faults["drawn"]["status429"]:
         assert ("failed", 429) in outcomes
