@@ -68,7 +68,5 @@ def upgrade(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[Migratio
 
 
 def applied_versions(conn: Connection) -> list[int]:
-    rows = conn.execute(
-        "SELECT version FROM schema_migrations ORDER BY version"
-    ).fetchall()
+    rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
     return [row["version"] for row in rows]

@@ -376,4 +376,3 @@ def _skip_reason(plan: TargetPlan) -> str:
     if not newer:
         return NO_PERIODS_REASON
     return "every period is superseded by newer curve(s) " + ", ".join(newer)
-

@@ -50,9 +50,7 @@ def send_ack(*, event_id: str, now: str | None = None) -> dict[str, Any]:
         return {"sent": []}
     with connection(settings.database_url) as conn:
         results = ack.send_due(conn, spark_client(settings), now=when, event_id=event_id)
-    follow_ups = queue_retries(
-        send_ack, results, _ack_key, now=when, explicit_now=now is not None
-    )
+    follow_ups = queue_retries(send_ack, results, _ack_key, now=when, explicit_now=now is not None)
     return {"sent": [result.to_json() for result in results], "followUps": follow_ups}
 
 
@@ -79,9 +77,7 @@ def sweep_acks(*, now: str | None = None) -> dict[str, Any]:
             now=when,
             deadline=time.monotonic() + SEND_BUDGET_SECONDS,
         )
-    follow_ups = queue_retries(
-        send_ack, results, _ack_key, now=when, explicit_now=now is not None
-    )
+    follow_ups = queue_retries(send_ack, results, _ack_key, now=when, explicit_now=now is not None)
     return {
         "sweep": swept.to_json(),
         "sent": [result.to_json() for result in results],
