@@ -48,18 +48,24 @@ def waiting_locks(database_url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def kill_every_child(worker: WorkerProcess) -> int:
+    """`kill -9` every pool child of the worker; how many there were."""
+    children = worker.children()
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    return len(children)
+
+
 def kill_while_the_inbox_is_held(worker: WorkerProcess, database_url: str) -> int:
     """One kill sure to land mid-ingest: the inbox's table held by a lock, an ingest blocked
     inside its transaction, every pool child killed. The random kills may all miss."""
     with psycopg.connect(database_url) as blocker:
         blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
         wait_for(lambda: waiting_locks(database_url) > 0, 60, "an ingest blocked on the lock")
-        children = worker.children()
-        for pid in children:
-            os.kill(pid, signal.SIGKILL)
+        killed = kill_every_child(worker)
         wait_for(lambda: "WorkerLostError" in worker.log(), 60, "the lost task")
         blocker.rollback()
-    return len(children)
+    return killed
 
 
 def ack_held_at_spark(sandbox: SandboxHandle) -> bool:
@@ -91,12 +97,9 @@ def kill_while_an_acknowledgement_is_in_flight(
     try:
         # Spark's copy, not our attempt row: the row is committed before the POST goes.
         wait_for(lambda: ack_held_at_spark(sandbox), 60, "an acknowledgement stored by Spark")
-        children = worker.children()
-        for pid in children:
-            os.kill(pid, signal.SIGKILL)
+        return kill_every_child(worker)
     finally:
         sandbox.control.clear_report_faults()
-    return len(children)
 
 
 def test_it_stores_every_answered_event_once_while_pool_children_are_killed(

@@ -82,73 +82,56 @@ def time_limit_hit(worker: Restarting) -> bool:
     return "time limit (" in log
 
 
-@pytest.mark.parametrize("hang", ["short", "past the time limit"])
-def test_it_lands_everything_once_after_postgres_hung(
-    hang: str,
+Step = Callable[[PostgresServer], object]
+# Each fault: its name in the outcome line, how PostgreSQL goes down, how it comes back.
+FAULTS: dict[str, tuple[str, Step, Step]] = {
+    "hung": (
+        "postgres-sigstop-short",
+        lambda server: signal_cluster(server, signal.SIGSTOP),
+        lambda server: signal_cluster(server, signal.SIGCONT),
+    ),
+    # Hung until its tasks' soft time limit (90 s for an ingest) cut them off while they
+    # waited on PostgreSQL.
+    "hung past the time limit": (
+        "postgres-sigstop-past-the-time-limit",
+        lambda server: signal_cluster(server, signal.SIGSTOP),
+        lambda server: signal_cluster(server, signal.SIGCONT),
+    ),
+    # Crashed (no checkpoint, recovery at the next start) and started again on its port: a
+    # stopped database refuses at once, so the tasks fail on their connections and retry, and
+    # the pool replaces its broken connections after the start.
+    "stopped": (
+        "postgres-stopped",
+        lambda server: server.stop("immediate"),
+        lambda server: server.start(),
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_it_lands_everything_once_after_postgres_was_down(
+    fault: str,
     redis_url: str,
     private_postgres: PostgresServer,
     pipeline: Pipeline,
 ) -> None:
+    name, go_down, come_back = FAULTS[fault]
     ingress, plans, worker = pipeline
     database_url = private_postgres.url
     stream = SparkStream(ingress.webhook_url, threads=THREADS).start()
     with redis.Redis.from_url(redis_url) as client:
         try:
             stream.wait_accepted(60, timeout=60)
-            signal_cluster(private_postgres, signal.SIGSTOP)
+            go_down(private_postgres)
             try:
-                # Hung until the worker is seen stuck (webhooks keep being accepted and wait
-                # in Redis), or until its tasks' soft time limit (90 s for an ingest) cut them
-                # off while they waited on PostgreSQL.
+                # Down until the worker is seen stuck (webhooks keep being accepted and wait
+                # in Redis), or, past the time limit, until a task was cut off by it.
                 wait_for(lambda: client.llen(INGEST_QUEUE) >= 100, 120, "100 webhooks queued")
-                if hang != "short":
+                if fault == "hung past the time limit":
                     wait_for(lambda: time_limit_hit(worker), 240, "a task's time limit")
-                stored_before = len(stream.accepted)
-            finally:
-                signal_cluster(private_postgres, signal.SIGCONT)
-            stream.wait_accepted(60, timeout=60)
-        finally:
-            stream.stop()
-    took = settle(stream, database_url, redis_url, plans, within=300)
-
-    log = worker.current.log() if worker.current else ""
-    result = outcome(
-        f"postgres-sigstop-{hang.replace(' ', '-')}",
-        stream,
-        database_url,
-        plans,
-        extra=(
-            f"{stream.statuses[202] + stream.statuses[200]} answers 2xx, "
-            f"{sum(s >= 500 for s in stream.statuses.elements())} 5xx, "
-            f"{stored_before} accepted before SIGCONT, {log.count('Retry in')} task retries, "
-            f"{log.count('time limit (')} time limits hit, landed {took:.0f} s after, "
-            f"worker exits (restarted) {worker.exits}"
-        ),
-    )
-    report(result)
-    assert (result.lost, result.duplicated) == (0, 0), result.line()
-    assert result.stored == result.answered_2xx
-
-
-def test_it_lands_everything_once_after_postgres_stopped(
-    redis_url: str, private_postgres: PostgresServer, pipeline: Pipeline
-) -> None:
-    """PostgreSQL crashed (`pg_ctl stop -m immediate`: no checkpoint, recovery at the next
-    start) under the stream, and started again on the same port once 100 webhooks wait. A
-    stopped database refuses at once, unlike a hung one: the worker's tasks fail on their
-    connections and retry; the pool's broken connections are replaced after the start."""
-    ingress, plans, worker = pipeline
-    database_url = private_postgres.url
-    stream = SparkStream(ingress.webhook_url, threads=THREADS).start()
-    with redis.Redis.from_url(redis_url) as client:
-        try:
-            stream.wait_accepted(60, timeout=60)
-            private_postgres.stop("immediate")
-            try:
-                wait_for(lambda: client.llen(INGEST_QUEUE) >= 100, 120, "100 webhooks queued")
                 accepted_while_down = len(stream.accepted)
             finally:
-                private_postgres.start()
+                come_back(private_postgres)
             stream.wait_accepted(60, timeout=60)
         finally:
             stream.stop()
@@ -156,15 +139,16 @@ def test_it_lands_everything_once_after_postgres_stopped(
 
     log = worker.current.log() if worker.current else ""
     result = outcome(
-        "postgres-stopped",
+        name,
         stream,
         database_url,
         plans,
         extra=(
             f"{stream.statuses[202] + stream.statuses[200]} answers 2xx, "
             f"{sum(s >= 500 for s in stream.statuses.elements())} 5xx, "
-            f"{accepted_while_down} accepted before the start, {log.count('Retry in')} task "
-            f"retries, landed {took:.0f} s after, worker exits (restarted) {worker.exits}"
+            f"{accepted_while_down} accepted before PostgreSQL was back, "
+            f"{log.count('Retry in')} task retries, {log.count('time limit (')} time limits "
+            f"hit, landed {took:.0f} s after, worker exits (restarted) {worker.exits}"
         ),
     )
     report(result)

@@ -64,6 +64,30 @@ def sends(redis_url: str) -> dict[str, list[datetime]]:
     return {task: sorted(times) for task, times in found.items()}
 
 
+def report_sends(name: str, sent: dict[str, list[datetime]], extra: str) -> int:
+    """Print the outcome line for the every-minute jobs' sends; the number of doubled sends
+    (two of one job closer than its interval: two beats scheduled the same slot)."""
+    doubled = sum(
+        1
+        for task in EVERY_MINUTE
+        for earlier, later in zip(sent[task], sent[task][1:], strict=False)
+        if later - earlier < INTERVAL * 0.9
+    )
+    every_minute_sends = sum(len(sent[task]) for task in EVERY_MINUTE)
+    report(
+        Outcome(
+            name,
+            sent=every_minute_sends,
+            answered_2xx=every_minute_sends,
+            stored=every_minute_sends - doubled,
+            lost=0,
+            duplicated=doubled,
+            extra=extra,
+        )
+    )
+    return doubled
+
+
 def test_it_sends_each_scheduled_job_once_per_slot_with_two_beats_running(
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
@@ -85,28 +109,11 @@ def test_it_sends_each_scheduled_job_once_per_slot_with_two_beats_running(
     logs = [(tmp_path / f"beat-{n}.log").read_text(errors="replace") for n in range(2)]
     sent = sends(redis_url)
 
-    # Two sends of one job closer than its interval: both beats scheduled the same slot.
-    doubled = sum(
-        1
-        for task in EVERY_MINUTE
-        for earlier, later in zip(sent[task], sent[task][1:], strict=False)
-        if later - earlier < INTERVAL * 0.9
-    )
-    every_minute_sends = sum(len(sent[task]) for task in EVERY_MINUTE)
-    report(
-        Outcome(
-            "two-beats",
-            sent=every_minute_sends,
-            answered_2xx=every_minute_sends,
-            stored=every_minute_sends - doubled,
-            lost=0,
-            duplicated=doubled,
-            extra=(
-                f"{len(EVERY_MINUTE)} every-minute jobs over two slots; lock held by "
-                f"{sum('Acquired lock' in log or 'acquired lock' in log.lower() for log in logs)}"
-                " beat(s)"
-            ),
-        )
+    doubled = report_sends(
+        "two-beats",
+        sent,
+        f"{len(EVERY_MINUTE)} every-minute jobs over two slots; lock held by "
+        f"{sum('acquired lock' in log.lower() for log in logs)} beat(s)",
     )
     assert doubled == 0, sent
     for task in EVERY_MINUTE:
@@ -148,23 +155,10 @@ def test_it_hands_the_schedule_to_the_standby_beat_when_the_active_one_dies(
                 os.killpg(beat.pid, 15)
                 beat.wait(30)
     sent = sends(redis_url)
-    doubled = sum(
-        1
-        for task in EVERY_MINUTE
-        for earlier, later in zip(sent[task], sent[task][1:], strict=False)
-        if later - earlier < INTERVAL * 0.9
-    )
-    every_minute_sends = sum(len(sent[task]) for task in EVERY_MINUTE)
-    report(
-        Outcome(
-            "standby-beat",
-            sent=every_minute_sends,
-            answered_2xx=every_minute_sends,
-            stored=every_minute_sends - doubled,
-            lost=0,
-            duplicated=doubled,
-            extra=f"the standby took the lock {took:.1f} s after the active beat was killed",
-        )
+    doubled = report_sends(
+        "standby-beat",
+        sent,
+        f"the standby took the lock {took:.1f} s after the active beat was killed",
     )
     assert doubled == 0, sent
     # The lock expires at most redbeat_lock_timeout after the dead beat's last extension.

@@ -31,7 +31,7 @@ from typing import Any
 from shared import logging as logs
 from shared.db import Connection, execute, fetch_all, fetch_one
 from shared.spark_api import SparkClient
-from worker.reports.sender import LEASE, Answer, backoff, post
+from worker.reports.sender import LEASE, Answer, backoff, finish_attempt, post
 
 log = logging.getLogger(__name__)
 
@@ -204,19 +204,7 @@ def _record(
     params: dict[str, Any] = {"id": report_id, "attempt": attempt, "now": now}
     retry_at: datetime | None = None
     with conn.transaction():
-        execute(
-            conn,
-            "finish_report_attempt",
-            {
-                **params,
-                "outcome": answer.outcome,
-                "http_status": answer.http_status,
-                "error": answer.error,
-                "response": answer.response,
-                "spark_report_id": answer.spark_report_id,
-                "retry_after": answer.retry_after,
-            },
-        )
+        finish_attempt(conn, report_id, attempt, answer, now=now)
         if answer.outcome == "accepted":
             status = "sent"
             updated = fetch_one(

@@ -246,6 +246,28 @@ def send_one(
         return _record(conn, row, attempt, answer, now=now)
 
 
+def finish_attempt(
+    conn: Connection, report_id: int, attempt: int, answer: Answer, *, now: datetime
+) -> None:
+    """The attempt's row gets its answer (in the caller's transaction): for every report kind,
+    acknowledgements (worker.lpc.ack) included."""
+    execute(
+        conn,
+        "finish_report_attempt",
+        {
+            "id": report_id,
+            "attempt": attempt,
+            "now": now,
+            "outcome": answer.outcome,
+            "http_status": answer.http_status,
+            "error": answer.error,
+            "response": answer.response,
+            "spark_report_id": answer.spark_report_id,
+            "retry_after": answer.retry_after,
+        },
+    )
+
+
 def _record(
     conn: Connection, row: Any, attempt: int, answer: Answer, *, now: datetime
 ) -> SendResult:
@@ -254,21 +276,7 @@ def _record(
         answer.outcome, _record_retry
     )
     with conn.transaction():
-        execute(
-            conn,
-            "finish_report_attempt",
-            {
-                "id": int(row["id"]),
-                "attempt": attempt,
-                "now": now,
-                "outcome": answer.outcome,
-                "http_status": answer.http_status,
-                "error": answer.error,
-                "response": answer.response,
-                "spark_report_id": answer.spark_report_id,
-                "retry_after": answer.retry_after,
-            },
-        )
+        finish_attempt(conn, int(row["id"]), attempt, answer, now=now)
         result = record(conn, row, attempt, answer, now=now)
     if result.status == "lost":
         log.warning(
