@@ -20,6 +20,7 @@ from celery import Celery
 from kombu.exceptions import KombuError
 
 from shared.queues import INGEST_QUEUE
+from shared.redis_transport import transport_for
 
 # A hung Redis (SIGSTOP, network partition) must turn into a 503 well inside Spark's own
 # request timeout, not into a request that hangs a gunicorn thread.
@@ -51,6 +52,8 @@ PUBLISH_RETRY_POLICY: dict[str, Any] = {
 def create_celery(redis_url: str, routes: dict[str, dict[str, str]] | None = None) -> Celery:
     app = Celery("spark_partner_ingress", broker=redis_url, set_as_current=False)
     app.conf.update(
+        # One redis-py client per channel instead of one per publish (shared/redis_transport.py).
+        broker_transport=transport_for(redis_url),
         broker_transport_options={
             "socket_timeout": SOCKET_TIMEOUT,
             "socket_connect_timeout": CONNECT_TIMEOUT,

@@ -22,6 +22,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from shared.config import Settings
 from shared.queues import DISPATCH_QUEUE, INGEST_QUEUE, SPARK_QUEUE
+from shared.redis_transport import transport_for
 from worker.schedule import beat_schedule
 
 # The default time limit of a task, and the longest any task sets (the eligibility reconcile,
@@ -96,6 +97,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     return {
         "broker_url": settings.redis_url,
+        "broker_transport": transport_for(settings.redis_url),
         "broker_transport_options": transport_options,
         # Celery reads the timeout from three places; when they differ the shortest wins.
         "result_backend_transport_options": {"visibility_timeout": visibility_timeout},
