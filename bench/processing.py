@@ -14,6 +14,11 @@ Redis database (--redis-url):
   row, the curve handler, its follow-up on the dispatch queue, which no one consumes here).
   Baseline: `-A bench.noop_worker`, the same app and settings with a task that does nothing.
 
+After the rounds, `breakdown` times what the worker's figure is made of, in this process,
+with no Celery worker: the same webhooks stored by `worker.events.inbox.ingest()` one after
+another (wall and CPU time, the follow-up published to Redis), a database round trip
+(`SELECT 1`) and a durable one-row commit. The README's arithmetic for this target uses them.
+
 "Processed" is acknowledged: a message leaves Redis's `unacked` only after its task returned,
 and the ingest task returns after its commit. The rate counts the messages processed between
 the moment 10% and the moment 90% were done, so neither the worker's start nor the last
@@ -41,7 +46,11 @@ from bench.support import fresh_database, print_result
 from devstack.servers import environment_without, terminate
 from ingress.app import ingest_kwargs
 from ingress.queueing import TaskQueue
+from shared.config import load_settings
+from shared.db import connect
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE
+from worker.celery_app import create_app
+from worker.events.inbox import ingest
 
 TARGET_RATIO = 0.8
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +129,53 @@ def run_worker(
     return (n1 - n0) / max(t1 - t0, 1e-6)
 
 
+def per_call_ms(started: float, count: int, clock: float | None = None) -> float:
+    return ((clock if clock is not None else time.perf_counter()) - started) * 1000 / count
+
+
+def breakdown(database_url: str, redis_url: str, payloads: list[bytes]) -> None:
+    """Prints where one ingest's time goes, measured in this process (see the docstring)."""
+    settings = load_settings({"DATABASE_URL": database_url, "REDIS_URL": redis_url})
+    app = create_app(settings, current=False)
+    received_at = datetime.now(UTC)
+    count = len(payloads)
+    try:
+        with connect(database_url, autocommit=True) as conn:
+            wall, cpu = time.perf_counter(), time.process_time()
+            for body in payloads:
+                ingest(
+                    conn,
+                    delivery_id=str(uuid.uuid4()),
+                    raw=body,
+                    received_at=received_at,
+                    source="webhook",
+                    settings=settings,
+                    sender=app,
+                )
+            ingest_ms = per_call_ms(wall, count)
+            ingest_cpu_ms = per_call_ms(cpu, count, time.process_time())
+
+            started = time.perf_counter()
+            for _ in range(count):
+                conn.execute("SELECT 1")
+            round_trip_ms = per_call_ms(started, count)
+
+            conn.execute("CREATE TABLE bench_commit (n integer)")
+            started = time.perf_counter()
+            for n in range(count):
+                with conn.transaction():
+                    conn.execute("INSERT INTO bench_commit VALUES (%s)", (n,))
+            # BEGIN, INSERT and COMMIT: three round trips, and the commit's WAL flush.
+            commit_ms = per_call_ms(started, count) - 3 * round_trip_ms
+    finally:
+        app.close()
+    print(
+        f"in process, {count} webhooks one after another: ingest() {ingest_ms:.1f} ms each "
+        f"({ingest_cpu_ms:.1f} ms CPU); database round trip {round_trip_ms:.2f} ms; "
+        f"durable commit {commit_ms:.2f} ms beyond its round trips"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.processing", description=__doc__.split("\n")[0]
@@ -167,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"round {number}: no-op task {base_rates[-1]:7.1f}/s   "
                     f"webhook stored {rates[-1]:7.1f}/s   ratio {rates[-1] / base_rates[-1]:.2f}"
                 )
+            with fresh_database(args.database_url, "processing") as url:
+                breakdown(url, args.redis_url, bodies(min(args.events, 500)))
     finally:
         broker.flushdb()
         broker.close()
