@@ -12,7 +12,10 @@ connection error are unchanged. When kombu drops the channel's pools (a closed o
 connection) the kept client no longer belongs to the current pool and is built again.
 The blocking side (BRPOP, the asynchronous pool) is not touched.
 
-Both Celery apps select it with `broker_transport` (see `transport_for`).
+Both Celery apps select it with `broker_transport` (see `transport_for`). Celery's checks
+(`driver_type`, `implements`) are the stock transport's; the worker's banner and "Connected
+to" line name the broker `shared.redis_transport:Transport://...`. With several broker URLs,
+a failover `switch()` takes the transport from the URL again: the stock one, only slower.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ class Transport(kombu_redis.Transport):
 def transport_for(redis_url: str) -> str | None:
     """The `broker_transport` for a Redis URL: ours for `redis://`, kombu's own otherwise.
 
-    kombu sets up TLS from the `rediss://` scheme only when it resolves the transport from
-    the URL, so a TLS URL keeps kombu's transport (and its per-publish clients).
+    kombu's default TLS settings for a `rediss://` URL apply only when it resolves the
+    transport from the URL, so such a URL keeps kombu's transport (and its per-publish
+    clients). TLS asked for in the URL's query (`ssl_cert_reqs=...`) works with either.
     """
     return TRANSPORT if urlsplit(redis_url).scheme == "redis" else None
