@@ -4,10 +4,11 @@ decisions recorded, retries with backoff, supersession, one run at a time. The c
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 
 from shared.db import Connection
@@ -23,7 +24,7 @@ from tests.curves.support import (
     targets,
 )
 from worker.curves.dispatch import DispatchReport, RetryPolicy, run_dispatch
-from worker.curves.dispatchers import HttpDispatcher, LogDispatcher
+from worker.curves.dispatchers import HttpDispatcher, LogDispatcher, Outcome, Plan
 from worker.plan_kinds import PLAN_KINDS
 
 SECRET = b"our-own-dispatch-secret"
@@ -296,3 +297,51 @@ def test_it_takes_back_a_plan_whose_worker_died_mid_call(
     assert report.sent == 1
     [row] = decisions(db, document["eventId"]).values()
     assert (row["status"], row["attempts"]) == ("sent", 2)
+
+
+class DroppingTheRunsConnection:
+    """The http dispatcher, after whose call PostgreSQL drops the run's pooled connection (a
+    restart between the call and the record): the plans are out, the outcome not yet kept."""
+
+    name = "http"
+
+    def __init__(self, http: HttpDispatcher, database_url: str, keep_pid: int) -> None:
+        self.http = http
+        self.database_url = database_url
+        self.keep_pid = keep_pid
+
+    def dispatch(self, plans: Sequence[Plan]) -> list[Outcome]:
+        outcomes = self.http.dispatch(plans)
+        with psycopg.connect(self.database_url, autocommit=True) as admin:
+            # Every backend of the test's database but the test's own and the one holding
+            # the dispatch lock.
+            admin.execute(
+                "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a"
+                " WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()"
+                " AND a.pid <> %s AND NOT EXISTS (SELECT 1 FROM pg_locks l"
+                " WHERE l.pid = a.pid AND l.locktype = 'advisory')",
+                (self.keep_pid,),
+            )
+        return outcomes
+
+    def close(self) -> None:
+        pass
+
+
+def test_it_keeps_the_outcome_when_the_database_drops_the_connection_after_the_call(
+    db: Connection, database_url: str, control: ControlSystem, http: HttpDispatcher, clock: Clock
+) -> None:
+    document = day_curve(targets(3))
+    store(db, document)
+    dropping = DroppingTheRunsConnection(http, database_url, db.info.backend_pid)
+
+    # The outcome is recorded on a new connection; the run then ends on its broken one, and
+    # its task would be retried.
+    with pytest.raises(psycopg.OperationalError):
+        run(database_url, dropping, clock)
+
+    rows = decisions(db, document["eventId"]).values()
+    assert {(row["status"], row["attempts"]) for row in rows} == {("sent", 1)}
+    clock.advance(3600)
+    assert run(database_url, http, clock).sent == 0
+    assert len(control.plans()) == 3

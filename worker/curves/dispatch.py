@@ -14,7 +14,11 @@ backoff, record) is the same for all.
 3. It calls the dispatcher outside any transaction, then records each outcome: sent;
    skipped (nothing left to say); pending again with a backoff; or failed with the reason
    after the last attempt. A worker that dies mid-call leaves 'sending' rows whose lease
-   expires, and they are claimed again.
+   expires, and they are claimed again. So does an outcome that could not be recorded, and
+   the control system then gets those plans twice: a database error while recording is
+   retried, on a new connection if the old one broke, until the lease runs out (a
+   PostgreSQL that hung past `statement_timeout` cancels the statement it was running when
+   it wakes up; tests/faults/test_postgres_hung.py met it).
 4. Outcomes for a revision that a newer curve replaced meanwhile are dropped; the new
    revision is sent by this or the next run.
 """
@@ -24,16 +28,32 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from celery.exceptions import SoftTimeLimitExceeded
 from psycopg.rows import DictRow
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from shared.backoff import backoff_seconds
 from shared.config import CurveSettings
-from shared.db import Connection, connect, connection, execute, fetch_all, fetch_one
+from shared.db import (
+    TRANSIENT_ERRORS,
+    Connection,
+    connect,
+    connection,
+    execute,
+    fetch_all,
+    fetch_one,
+)
 from shared.timeutil import utcnow
 from worker.curves.dispatchers import Dispatcher, Outcome, Plan, describe
 from worker.curves.plans import TargetPlan, plans_for_targets
@@ -166,7 +186,15 @@ def run_dispatch(
                         break
                     claimed_any = True
                     _dispatch_batch(
-                        conn, kind, dispatcher, claimed, policy=policy, clock=clock, report=report
+                        database_url,
+                        conn,
+                        kind,
+                        dispatcher,
+                        claimed,
+                        lease=lease,
+                        policy=policy,
+                        clock=clock,
+                        report=report,
                     )
             finally:
                 fetch_one(lock_conn, "release_dispatch_lock", {"key": DISPATCH_LOCK_KEY})
@@ -217,15 +245,18 @@ def _due(conn: Connection, kinds: Sequence[PlanKind], now: datetime) -> bool:
 
 
 def _dispatch_batch(
+    database_url: str,
     conn: Connection,
     kind: PlanKind,
     dispatcher: Dispatcher,
     claimed: list[DictRow],
     *,
+    lease: timedelta,
     policy: RetryPolicy,
     clock: Clock,
     report: DispatchReport,
 ) -> None:
+    claimed_at = time.monotonic()
     planned = kind.plans(conn, claimed)
     # No transaction stays open while the dispatcher is called.
     conn.commit()
@@ -240,8 +271,8 @@ def _dispatch_batch(
     now = clock()
     for (row, _), outcome in zip(to_send, outcomes, strict=True):
         decisions.append(_after(row, outcome, policy, now))
-    with conn.transaction():
-        report.answered.extend(kind.record(conn, decisions, now))
+    lease_left = lease.total_seconds() - (time.monotonic() - claimed_at)
+    report.answered.extend(_record(database_url, conn, kind, decisions, now, within=lease_left))
     _count(report, kind, decisions)
     report.batches += 1
     log.info(
@@ -253,6 +284,35 @@ def _dispatch_batch(
     )
     if cut_off:
         raise SoftTimeLimitExceeded(CUT_OFF_REASON)
+
+
+def _record(
+    database_url: str,
+    conn: Connection,
+    kind: PlanKind,
+    decisions: list[Decision],
+    now: datetime,
+    *,
+    within: float,
+) -> list[str]:
+    """Records the decisions; retried for `within` seconds (what is left of the lease) on a
+    database error, on a connection from the pool if the run's own one broke. Recording the
+    same decisions twice leaves the same rows."""
+    for attempt in Retrying(
+        retry=retry_if_exception_type(TRANSIENT_ERRORS),
+        stop=stop_after_delay(max(within, 0.0)),
+        wait=wait_random_exponential(multiplier=0.5, max=5.0),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    ):
+        with attempt, _usable(conn, database_url) as usable, usable.transaction():
+            return kind.record(usable, decisions, now)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _usable(conn: Connection, database_url: str) -> AbstractContextManager[Connection]:
+    """The run's connection, or one from the pool if it broke (PostgreSQL restarted)."""
+    return nullcontext(conn) if not conn.closed else connection(database_url)
 
 
 def _call(dispatcher: Dispatcher, plans: list[Plan]) -> tuple[list[Outcome], bool]:
