@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,13 @@ from typing import Any
 import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from shared.db.queries import QUERIES
 
@@ -19,6 +27,8 @@ Params = dict[str, Any] | None
 # Errors that mean "the database is unreachable or went away": worth retrying later, never a
 # reason to drop an event.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
+
+log = logging.getLogger(__name__)
 
 _pools: dict[str, ConnectionPool[Connection]] = {}
 _pools_lock = threading.Lock()
@@ -80,3 +90,25 @@ def fetch_one(conn: Connection, name: str, params: Params = None) -> DictRow | N
 
 def fetch_all(conn: Connection, name: str, params: Params = None) -> list[DictRow]:
     return execute(conn, name, params).fetchall()
+
+
+def recording_attempts(within: float, *, on: Connection | None = None) -> Retrying:
+    """Attempts at recording what a call to the outside world did (a plan sent, a report
+    posted): `for tried in recording_attempts(...): with tried, conn.transaction(): ...`.
+
+    Not recorded, the call is made again once its claim's lease runs out, so a transient
+    database error (a statement PostgreSQL cancels on waking from a hang longer than
+    `statement_timeout`, a restart) is retried for `within` seconds, what is left of the
+    lease. With `on`, a broken connection ends the attempts: retrying on it cannot succeed.
+    """
+
+    def worth_retrying(exc: BaseException) -> bool:
+        return isinstance(exc, TRANSIENT_ERRORS) and not (on is not None and on.closed)
+
+    return Retrying(
+        retry=retry_if_exception(worth_retrying),
+        stop=stop_after_delay(max(within, 0.0)),
+        wait=wait_random_exponential(multiplier=0.5, max=5.0),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )

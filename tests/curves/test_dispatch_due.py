@@ -23,7 +23,7 @@ from tests.curves.support import (
     store,
     targets,
 )
-from tests.waiting import wait_for
+from tests.db_faults import CancelTheNextWrite
 from worker.curves.dispatch import DispatchReport, RetryPolicy, run_dispatch
 from worker.curves.dispatchers import HttpDispatcher, LogDispatcher, Outcome, Plan
 from worker.plan_kinds import PLAN_KINDS
@@ -349,46 +349,18 @@ def test_it_keeps_the_outcome_when_the_database_drops_the_connection_after_the_c
 
 
 class CancellingTheRecord:
-    """The http dispatcher, after whose call the run's recording statement is cancelled, as
-    PostgreSQL cancels a statement that a hang kept past `statement_timeout`: another session
-    holds the decisions' rows until the record waits for them, cancels it, then lets go."""
+    """The http dispatcher, after whose call the run's recording statement is cancelled."""
 
     name = "http"
 
     def __init__(self, http: HttpDispatcher, database_url: str) -> None:
         self.http = http
-        self.database_url = database_url
-        self.cancelled = threading.Event()
-        self.errors: list[BaseException] = []
+        self.fault = CancelTheNextWrite(database_url, "curve_dispatches")
 
     def dispatch(self, plans: Sequence[Plan]) -> list[Outcome]:
         outcomes = self.http.dispatch(plans)
-        holder = psycopg.connect(self.database_url)
-        holder.execute("SELECT 1 FROM curve_dispatches FOR UPDATE")
-        threading.Thread(target=self._cancel_the_record, args=(holder,), daemon=True).start()
+        self.fault.start()
         return outcomes
-
-    def _cancel_the_record(self, holder: psycopg.Connection[Any]) -> None:
-        waiting = (
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock' AND query LIKE '%UPDATE curve_dispatches%'"
-        )
-        try:
-            with psycopg.connect(self.database_url, autocommit=True) as admin:
-                pids: list[Any] = []
-
-                def recording() -> bool:
-                    pids[:] = admin.execute(waiting).fetchall()
-                    return bool(pids)
-
-                wait_for(recording, 10, "the record to wait for the held rows")
-                admin.execute("SELECT pg_cancel_backend(%s)", (pids[0][0],))
-                self.cancelled.set()
-        except BaseException as exc:
-            self.errors.append(exc)
-        finally:
-            holder.rollback()
-            holder.close()
 
     def close(self) -> None:
         pass
@@ -403,8 +375,8 @@ def test_it_records_the_outcome_again_when_the_database_cancels_the_record(
 
     report = run(database_url, cancelling, clock)
 
-    assert cancelling.errors == []
-    assert cancelling.cancelled.is_set()
+    assert cancelling.fault.errors == []
+    assert cancelling.fault.cancelled.is_set()
     assert report.sent == 3
     rows = decisions(db, document["eventId"]).values()
     assert {(row["status"], row["attempts"]) for row in rows} == {("sent", 1)}

@@ -35,24 +35,17 @@ from typing import Protocol
 
 from celery.exceptions import SoftTimeLimitExceeded
 from psycopg.rows import DictRow
-from tenacity import (
-    Retrying,
-    before_sleep_log,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_random_exponential,
-)
 
 from shared.backoff import backoff_seconds
 from shared.config import CurveSettings
 from shared.db import (
-    TRANSIENT_ERRORS,
     Connection,
     connect,
     connection,
     execute,
     fetch_all,
     fetch_one,
+    recording_attempts,
 )
 from shared.timeutil import utcnow
 from worker.curves.dispatchers import Dispatcher, Outcome, Plan, describe
@@ -295,17 +288,10 @@ def _record(
     *,
     within: float,
 ) -> list[str]:
-    """Records the decisions; retried for `within` seconds (what is left of the lease) on a
-    database error, on a connection from the pool if the run's own one broke. Recording the
-    same decisions twice leaves the same rows."""
-    for attempt in Retrying(
-        retry=retry_if_exception_type(TRANSIENT_ERRORS),
-        stop=stop_after_delay(max(within, 0.0)),
-        wait=wait_random_exponential(multiplier=0.5, max=5.0),
-        before_sleep=before_sleep_log(log, logging.WARNING),
-        reraise=True,
-    ):
-        with attempt, _usable(conn, database_url) as usable, usable.transaction():
+    """Records the decisions, retried for `within` seconds (what is left of the lease) on a
+    database error, on a connection from the pool if the run's own one broke."""
+    for tried in recording_attempts(within):
+        with tried, _usable(conn, database_url) as usable, usable.transaction():
             return kind.record(usable, decisions, now)
     raise AssertionError("unreachable: the last attempt returns or raises")
 

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared import logging as logs
-from shared.db import Connection, execute, fetch_all, fetch_one
+from shared.db import Connection, execute, fetch_all, fetch_one, recording_attempts
 from shared.spark_api import SparkClient
 from worker.reports.sender import LEASE, Answer, backoff, finish_attempt, post
 
@@ -189,58 +189,69 @@ def send_one(
             )
         execute(conn, "start_report_attempt", {"id": report_id, "attempt": attempt, "now": now})
         row = fetch_one(conn, "report_to_send", {"id": report_id})
+    claimed_at = time.monotonic()
     if row is None:
         raise RuntimeError(f"acknowledgement of {claimed_event} vanished after its claim")
     with logs.bound(report_id=report_id, event_id=claimed_event):
         answer = post(client, row["body"], row["idempotency_key"])
-        return _record(conn, report_id, claimed_event, attempt, answer, now=now)
+        lease_left = LEASE.total_seconds() - (time.monotonic() - claimed_at)
+        return _record(conn, report_id, claimed_event, attempt, answer, now=now, within=lease_left)
 
 
 def _record(
-    conn: Connection, report_id: int, event_id: str, attempt: int, answer: Answer, *, now: datetime
+    conn: Connection,
+    report_id: int,
+    event_id: str,
+    attempt: int,
+    answer: Answer,
+    *,
+    now: datetime,
+    within: float,
 ) -> AckResult:
-    """The attempt's answer, recorded by the ledger's queries (as worker.reports.sender does;
-    an acknowledgement has no payloads to set aside, so a 4xx rejects it)."""
+    """The attempt's answer, recorded by the ledger's queries (as worker.reports.sender does,
+    retried for `within` seconds on a database error; an acknowledgement has no payloads to
+    set aside, so a 4xx rejects it)."""
     params: dict[str, Any] = {"id": report_id, "attempt": attempt, "now": now}
     retry_at: datetime | None = None
-    with conn.transaction():
-        finish_attempt(conn, report_id, attempt, answer, now=now)
-        if answer.outcome == "accepted":
-            status = "sent"
-            updated = fetch_one(
-                conn,
-                "record_report_accepted",
-                {
-                    **params,
-                    "spark_report_id": answer.spark_report_id,
-                    "spark_created_at": answer.spark_created_at,
-                },
-            )
-        elif answer.outcome == "rejected":
-            status = "rejected"
-            updated = fetch_one(
-                conn,
-                "record_report_rejected",
-                {
-                    **params,
-                    "http_status": answer.http_status,
-                    "message": answer.response,
-                    "error": answer.error,
-                },
-            )
-        else:
-            status = "retrying"
-            retry_at = now + timedelta(seconds=backoff(attempt, answer.retry_after))
-            updated = fetch_one(
-                conn,
-                "record_report_retry",
-                {
-                    **params,
-                    "next_attempt_at": retry_at,
-                    "error": answer.error,
-                    "ambiguous": answer.outcome == "unknown",
-                },
-            )
+    for tried in recording_attempts(within, on=conn):
+        with tried, conn.transaction():
+            finish_attempt(conn, report_id, attempt, answer, now=now)
+            if answer.outcome == "accepted":
+                status = "sent"
+                updated = fetch_one(
+                    conn,
+                    "record_report_accepted",
+                    {
+                        **params,
+                        "spark_report_id": answer.spark_report_id,
+                        "spark_created_at": answer.spark_created_at,
+                    },
+                )
+            elif answer.outcome == "rejected":
+                status = "rejected"
+                updated = fetch_one(
+                    conn,
+                    "record_report_rejected",
+                    {
+                        **params,
+                        "http_status": answer.http_status,
+                        "message": answer.response,
+                        "error": answer.error,
+                    },
+                )
+            else:
+                status = "retrying"
+                retry_at = now + timedelta(seconds=backoff(attempt, answer.retry_after))
+                updated = fetch_one(
+                    conn,
+                    "record_report_retry",
+                    {
+                        **params,
+                        "next_attempt_at": retry_at,
+                        "error": answer.error,
+                        "ambiguous": answer.outcome == "unknown",
+                    },
+                )
     if updated is None:
         log.warning(
             "LPC acknowledgement of %s: attempt %s ended %s after it had moved on",

@@ -13,7 +13,7 @@
    - no answer (connection dropped or timed out after the request went out): retrying, and
      the attempt is ambiguous (see the policy in `worker.reports`).
    If the worker dies before this step, the lease runs out and the sweep takes the report
-   back as ambiguous.
+   back as ambiguous; a database error while recording is retried until then.
 
 Every time is the caller's `now`, so tests decide what time it is; only the rate limit and
 the HTTP timeouts run on real time.
@@ -35,7 +35,7 @@ from urllib3.exceptions import NewConnectionError
 from shared import logging as logs
 from shared.backoff import backoff_seconds
 from shared.config import Settings
-from shared.db import Connection, execute, fetch_all, fetch_one
+from shared.db import Connection, execute, fetch_all, fetch_one, recording_attempts
 from shared.spark_api import (
     SparkAuthError,
     SparkClient,
@@ -238,12 +238,14 @@ def send_one(
                 )
         execute(conn, "start_report_attempt", {"id": claimed_id, "attempt": attempt, "now": now})
         row = fetch_one(conn, "report_to_send", {"id": claimed_id})
+    claimed_at = time.monotonic()
     if row is None:
         raise RuntimeError(f"report {claimed_id} vanished after its claim")
     # Every line about this attempt names the report and its event.
     with logs.bound(report_id=int(row["id"]), event_id=row["event_id"]):
         answer = post(client, row["body"], row["idempotency_key"])
-        return _record(conn, row, attempt, answer, now=now)
+        lease_left = LEASE.total_seconds() - (time.monotonic() - claimed_at)
+        return _record(conn, row, attempt, answer, now=now, within=lease_left)
 
 
 def finish_attempt(
@@ -269,15 +271,17 @@ def finish_attempt(
 
 
 def _record(
-    conn: Connection, row: Any, attempt: int, answer: Answer, *, now: datetime
+    conn: Connection, row: Any, attempt: int, answer: Answer, *, now: datetime, within: float
 ) -> SendResult:
-    """Record one attempt's answer: the attempt's row, then the report's, by outcome."""
+    """Record one attempt's answer: the attempt's row, then the report's, by outcome; retried
+    for `within` seconds (what is left of the lease) on a database error."""
     record = {"accepted": _record_accepted, "rejected": _record_rejected}.get(
         answer.outcome, _record_retry
     )
-    with conn.transaction():
-        finish_attempt(conn, int(row["id"]), attempt, answer, now=now)
-        result = record(conn, row, attempt, answer, now=now)
+    for tried in recording_attempts(within, on=conn):
+        with tried, conn.transaction():
+            finish_attempt(conn, int(row["id"]), attempt, answer, now=now)
+            result = record(conn, row, attempt, answer, now=now)
     if result.status == "lost":
         log.warning(
             "report %s attempt %s ended %s after the report had moved on (lease expired?)",
