@@ -16,8 +16,9 @@ Redis database (--redis-url):
 
 After the rounds, `breakdown` times what the worker's figure is made of, in this process,
 with no Celery worker: the same webhooks stored by `worker.events.inbox.ingest()` one after
-another (wall and CPU time, the follow-up published to Redis), a database round trip
-(`SELECT 1`) and a durable one-row commit. The README's arithmetic for this target uses them.
+another (wall and CPU time, the follow-up published to Redis), the statements and round
+trips of one (libpq's trace), a database round trip (`SELECT 1`) and a durable one-row
+commit. The README's arithmetic for this target uses them.
 
 "Processed" is acknowledged: a message leaves Redis's `unacked` only after its task returned,
 and the ingest task returns after its commit. The rate counts the messages processed between
@@ -34,11 +35,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import redis
+from psycopg import pq
 
 from bench.curves import hours, notification
 from bench.noop_worker import NOOP_TASK
@@ -47,7 +50,7 @@ from devstack.servers import environment_without, terminate
 from ingress.app import ingest_kwargs
 from ingress.queueing import TaskQueue
 from shared.config import load_settings
-from shared.db import connect
+from shared.db import Connection, connect
 from shared.queues import INGEST_EVENT_TASK, INGEST_QUEUE
 from worker.celery_app import create_app
 from worker.events.inbox import ingest
@@ -129,8 +132,19 @@ def run_worker(
     return (n1 - n0) / max(t1 - t0, 1e-6)
 
 
-def per_call_ms(started: float, count: int, clock: float | None = None) -> float:
-    return ((clock if clock is not None else time.perf_counter()) - started) * 1000 / count
+def statements(conn: Connection, step: Callable[[], object]) -> tuple[int, int]:
+    """The statements `step` runs on `conn` and its round trips, counted in libpq's trace of
+    the protocol (PostgreSQL's CommandComplete and ReadyForQuery messages)."""
+    with tempfile.TemporaryFile() as trace:
+        conn.pgconn.trace(trace.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            step()
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        received = [line.split(b"\t")[2] for line in trace if line.startswith(b"B\t")]
+    return received.count(b"CommandComplete"), received.count(b"ReadyForQuery")
 
 
 def breakdown(database_url: str, redis_url: str, payloads: list[bytes]) -> None:
@@ -138,11 +152,13 @@ def breakdown(database_url: str, redis_url: str, payloads: list[bytes]) -> None:
     settings = load_settings({"DATABASE_URL": database_url, "REDIS_URL": redis_url})
     app = create_app(settings, current=False)
     received_at = datetime.now(UTC)
-    count = len(payloads)
+    # The last webhook is traced, apart from the timed ones.
+    *timed, traced = payloads
+    count = len(timed)
     try:
         with connect(database_url, autocommit=True) as conn:
-            wall, cpu = time.perf_counter(), time.process_time()
-            for body in payloads:
+
+            def store(body: bytes) -> None:
                 ingest(
                     conn,
                     delivery_id=str(uuid.uuid4()),
@@ -152,13 +168,17 @@ def breakdown(database_url: str, redis_url: str, payloads: list[bytes]) -> None:
                     settings=settings,
                     sender=app,
                 )
-            ingest_ms = per_call_ms(wall, count)
-            ingest_cpu_ms = per_call_ms(cpu, count, time.process_time())
+
+            wall, cpu = time.perf_counter(), time.process_time()
+            for body in timed:
+                store(body)
+            ingest_ms = (time.perf_counter() - wall) * 1000 / count
+            ingest_cpu_ms = (time.process_time() - cpu) * 1000 / count
 
             started = time.perf_counter()
             for _ in range(count):
                 conn.execute("SELECT 1")
-            round_trip_ms = per_call_ms(started, count)
+            round_trip_ms = (time.perf_counter() - started) * 1000 / count
 
             conn.execute("CREATE TABLE bench_commit (n integer)")
             started = time.perf_counter()
@@ -166,12 +186,14 @@ def breakdown(database_url: str, redis_url: str, payloads: list[bytes]) -> None:
                 with conn.transaction():
                     conn.execute("INSERT INTO bench_commit VALUES (%s)", (n,))
             # BEGIN, INSERT and COMMIT: three round trips, and the commit's WAL flush.
-            commit_ms = per_call_ms(started, count) - 3 * round_trip_ms
+            commit_ms = (time.perf_counter() - started) * 1000 / count - 3 * round_trip_ms
+            statement_count, trips = statements(conn, lambda: store(traced))
     finally:
         app.close()
     print(
         f"in process, {count} webhooks one after another: ingest() {ingest_ms:.1f} ms each "
-        f"({ingest_cpu_ms:.1f} ms CPU); database round trip {round_trip_ms:.2f} ms; "
+        f"({ingest_cpu_ms:.1f} ms CPU; {statement_count} statements in {trips} round trips); "
+        f"database round trip {round_trip_ms:.2f} ms; "
         f"durable commit {commit_ms:.2f} ms beyond its round trips"
     )
 

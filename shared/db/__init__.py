@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
@@ -15,7 +16,6 @@ from tenacity import (
     Retrying,
     before_sleep_log,
     retry_if_exception,
-    stop_after_delay,
     wait_random_exponential,
 )
 
@@ -29,6 +29,7 @@ Params = dict[str, Any] | None
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _pools: dict[str, ConnectionPool[Connection]] = {}
 _pools_lock = threading.Lock()
@@ -92,23 +93,27 @@ def fetch_all(conn: Connection, name: str, params: Params = None) -> list[DictRo
     return execute(conn, name, params).fetchall()
 
 
-def recording_attempts(within: float, *, on: Connection | None = None) -> Retrying:
-    """Attempts at recording what a call to the outside world did (a plan sent, a report
-    posted): `for tried in recording_attempts(...): with tried, conn.transaction(): ...`.
+def record_with_retries(
+    record: Callable[[], T], *, until: float, on: Connection | None = None
+) -> T:
+    """Runs `record`, one transaction recording what a call to the outside world did (a plan
+    sent, a report posted), and returns what it returns.
 
     Not recorded, the call is made again once its claim's lease runs out, so a transient
     database error (a statement PostgreSQL cancels on waking from a hang longer than
-    `statement_timeout`, a restart) is retried for `within` seconds, what is left of the
-    lease. With `on`, a broken connection ends the attempts: retrying on it cannot succeed.
+    `statement_timeout`, a restart) runs it again, until the monotonic time `until` (the
+    lease's end). With `on`, a broken connection ends the attempts: retrying on it cannot
+    succeed.
     """
 
     def worth_retrying(exc: BaseException) -> bool:
         return isinstance(exc, TRANSIENT_ERRORS) and not (on is not None and on.closed)
 
-    return Retrying(
+    retrying = Retrying(
         retry=retry_if_exception(worth_retrying),
-        stop=stop_after_delay(max(within, 0.0)),
+        stop=lambda _: time.monotonic() >= until,
         wait=wait_random_exponential(multiplier=0.5, max=5.0),
         before_sleep=before_sleep_log(log, logging.WARNING),
         reraise=True,
     )
+    return retrying(record)

@@ -4,7 +4,7 @@ decisions recorded, retries with backoff, supersession, one run at a time. The c
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -300,33 +300,36 @@ def test_it_takes_back_a_plan_whose_worker_died_mid_call(
     assert (row["status"], row["attempts"]) == ("sent", 2)
 
 
-class DroppingTheRunsConnection:
-    """The http dispatcher, after whose call PostgreSQL drops the run's pooled connection (a
-    restart between the call and the record): the plans are out, the outcome not yet kept."""
+class FaultAfterTheCall:
+    """The http dispatcher, after whose call `fault` strikes the database: the plans are out,
+    their outcome not yet recorded."""
 
     name = "http"
 
-    def __init__(self, http: HttpDispatcher, database_url: str, keep_pid: int) -> None:
+    def __init__(self, http: HttpDispatcher, fault: Callable[[], object]) -> None:
         self.http = http
-        self.database_url = database_url
-        self.keep_pid = keep_pid
+        self.fault = fault
 
     def dispatch(self, plans: Sequence[Plan]) -> list[Outcome]:
         outcomes = self.http.dispatch(plans)
-        with psycopg.connect(self.database_url, autocommit=True) as admin:
-            # Every backend of the test's database but the test's own and the one holding
-            # the dispatch lock.
-            admin.execute(
-                "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a"
-                " WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()"
-                " AND a.pid <> %s AND NOT EXISTS (SELECT 1 FROM pg_locks l"
-                " WHERE l.pid = a.pid AND l.locktype = 'advisory')",
-                (self.keep_pid,),
-            )
+        self.fault()
         return outcomes
 
     def close(self) -> None:
         pass
+
+
+def drop_connections(database_url: str, keep_pid: int) -> None:
+    """PostgreSQL drops the run's pooled connection (a restart): every backend of the test's
+    database but `keep_pid` (the test's own) and the one holding the dispatch lock."""
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a"
+            " WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()"
+            " AND a.pid <> %s AND NOT EXISTS (SELECT 1 FROM pg_locks l"
+            " WHERE l.pid = a.pid AND l.locktype = 'advisory')",
+            (keep_pid,),
+        )
 
 
 def test_it_keeps_the_outcome_when_the_database_drops_the_connection_after_the_call(
@@ -334,7 +337,8 @@ def test_it_keeps_the_outcome_when_the_database_drops_the_connection_after_the_c
 ) -> None:
     document = day_curve(targets(3))
     store(db, document)
-    dropping = DroppingTheRunsConnection(http, database_url, db.info.backend_pid)
+    pid = db.info.backend_pid
+    dropping = FaultAfterTheCall(http, lambda: drop_connections(database_url, pid))
 
     # The outcome is recorded on a new connection; the run then ends on its broken one, and
     # its task would be retried.
@@ -348,35 +352,17 @@ def test_it_keeps_the_outcome_when_the_database_drops_the_connection_after_the_c
     assert len(control.plans()) == 3
 
 
-class CancellingTheRecord:
-    """The http dispatcher, after whose call the run's recording statement is cancelled."""
-
-    name = "http"
-
-    def __init__(self, http: HttpDispatcher, database_url: str) -> None:
-        self.http = http
-        self.fault = CancelTheNextWrite(database_url, "curve_dispatches")
-
-    def dispatch(self, plans: Sequence[Plan]) -> list[Outcome]:
-        outcomes = self.http.dispatch(plans)
-        self.fault.start()
-        return outcomes
-
-    def close(self) -> None:
-        pass
-
-
 def test_it_records_the_outcome_again_when_the_database_cancels_the_record(
     db: Connection, database_url: str, control: ControlSystem, http: HttpDispatcher, clock: Clock
 ) -> None:
     document = day_curve(targets(3))
     store(db, document)
-    cancelling = CancellingTheRecord(http, database_url)
+    cancel = CancelTheNextWrite(database_url, "curve_dispatches")
 
-    report = run(database_url, cancelling, clock)
+    report = run(database_url, FaultAfterTheCall(http, cancel.start), clock)
 
-    assert cancelling.fault.errors == []
-    assert cancelling.fault.cancelled.is_set()
+    assert cancel.errors == []
+    assert cancel.cancelled.is_set()
     assert report.sent == 3
     rows = decisions(db, document["eventId"]).values()
     assert {(row["status"], row["attempts"]) for row in rows} == {("sent", 1)}

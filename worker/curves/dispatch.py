@@ -45,7 +45,7 @@ from shared.db import (
     execute,
     fetch_all,
     fetch_one,
-    recording_attempts,
+    record_with_retries,
 )
 from shared.timeutil import utcnow
 from worker.curves.dispatchers import Dispatcher, Outcome, Plan, describe
@@ -249,7 +249,7 @@ def _dispatch_batch(
     clock: Clock,
     report: DispatchReport,
 ) -> None:
-    claimed_at = time.monotonic()
+    lease_ends = time.monotonic() + lease.total_seconds()
     planned = kind.plans(conn, claimed)
     # No transaction stays open while the dispatcher is called.
     conn.commit()
@@ -264,8 +264,7 @@ def _dispatch_batch(
     now = clock()
     for (row, _), outcome in zip(to_send, outcomes, strict=True):
         decisions.append(_after(row, outcome, policy, now))
-    lease_left = lease.total_seconds() - (time.monotonic() - claimed_at)
-    report.answered.extend(_record(database_url, conn, kind, decisions, now, within=lease_left))
+    report.answered.extend(_record(database_url, conn, kind, decisions, now, until=lease_ends))
     _count(report, kind, decisions)
     report.batches += 1
     log.info(
@@ -286,14 +285,16 @@ def _record(
     decisions: list[Decision],
     now: datetime,
     *,
-    within: float,
+    until: float,
 ) -> list[str]:
-    """Records the decisions, retried for `within` seconds (what is left of the lease) on a
-    database error, on a connection from the pool if the run's own one broke."""
-    for tried in recording_attempts(within):
-        with tried, _usable(conn, database_url) as usable, usable.transaction():
+    """Records the decisions, again on a database error until the lease ends (monotonic
+    `until`), on a connection from the pool if the run's own one broke."""
+
+    def record() -> list[str]:
+        with _usable(conn, database_url) as usable, usable.transaction():
             return kind.record(usable, decisions, now)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+
+    return record_with_retries(record, until=until)
 
 
 def _usable(conn: Connection, database_url: str) -> AbstractContextManager[Connection]:

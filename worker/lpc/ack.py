@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared import logging as logs
-from shared.db import Connection, execute, fetch_all, fetch_one, recording_attempts
+from shared.db import Connection, execute, fetch_all, fetch_one, record_with_retries
 from shared.spark_api import SparkClient
 from worker.reports.sender import LEASE, Answer, backoff, finish_attempt, post
 
@@ -189,13 +189,12 @@ def send_one(
             )
         execute(conn, "start_report_attempt", {"id": report_id, "attempt": attempt, "now": now})
         row = fetch_one(conn, "report_to_send", {"id": report_id})
-    claimed_at = time.monotonic()
+    lease_ends = time.monotonic() + LEASE.total_seconds()
     if row is None:
         raise RuntimeError(f"acknowledgement of {claimed_event} vanished after its claim")
     with logs.bound(report_id=report_id, event_id=claimed_event):
         answer = post(client, row["body"], row["idempotency_key"])
-        lease_left = LEASE.total_seconds() - (time.monotonic() - claimed_at)
-        return _record(conn, report_id, claimed_event, attempt, answer, now=now, within=lease_left)
+        return _record(conn, report_id, claimed_event, attempt, answer, now=now, until=lease_ends)
 
 
 def _record(
@@ -206,53 +205,19 @@ def _record(
     answer: Answer,
     *,
     now: datetime,
-    within: float,
+    until: float,
 ) -> AckResult:
     """The attempt's answer, recorded by the ledger's queries (as worker.reports.sender does,
-    retried for `within` seconds on a database error; an acknowledgement has no payloads to
-    set aside, so a 4xx rejects it)."""
-    params: dict[str, Any] = {"id": report_id, "attempt": attempt, "now": now}
-    retry_at: datetime | None = None
-    for tried in recording_attempts(within, on=conn):
-        with tried, conn.transaction():
+    again on a database error until the lease ends, monotonic `until`; an acknowledgement
+    has no payloads to set aside, so a 4xx rejects it)."""
+
+    def record() -> tuple[str, bool, datetime | None]:
+        with conn.transaction():
             finish_attempt(conn, report_id, attempt, answer, now=now)
-            if answer.outcome == "accepted":
-                status = "sent"
-                updated = fetch_one(
-                    conn,
-                    "record_report_accepted",
-                    {
-                        **params,
-                        "spark_report_id": answer.spark_report_id,
-                        "spark_created_at": answer.spark_created_at,
-                    },
-                )
-            elif answer.outcome == "rejected":
-                status = "rejected"
-                updated = fetch_one(
-                    conn,
-                    "record_report_rejected",
-                    {
-                        **params,
-                        "http_status": answer.http_status,
-                        "message": answer.response,
-                        "error": answer.error,
-                    },
-                )
-            else:
-                status = "retrying"
-                retry_at = now + timedelta(seconds=backoff(attempt, answer.retry_after))
-                updated = fetch_one(
-                    conn,
-                    "record_report_retry",
-                    {
-                        **params,
-                        "next_attempt_at": retry_at,
-                        "error": answer.error,
-                        "ambiguous": answer.outcome == "unknown",
-                    },
-                )
-    if updated is None:
+            return _update_report(conn, report_id, attempt, answer, now=now)
+
+    status, updated, retry_at = record_with_retries(record, until=until, on=conn)
+    if not updated:
         log.warning(
             "LPC acknowledgement of %s: attempt %s ended %s after it had moved on",
             event_id,
@@ -281,6 +246,37 @@ def _record(
             retry_at.isoformat() if retry_at else "-",
         )
     return AckResult(event_id, attempt, status, retry_at=retry_at, error=answer.error)
+
+
+def _update_report(
+    conn: Connection, report_id: int, attempt: int, answer: Answer, *, now: datetime
+) -> tuple[str, bool, datetime | None]:
+    """The acknowledgement's ledger row after the answer: its status, whether it was still
+    this attempt's to update (not when it had moved on), and when the next attempt goes."""
+    params: dict[str, Any] = {"id": report_id, "attempt": attempt, "now": now}
+    if answer.outcome == "accepted":
+        accepted = {
+            "spark_report_id": answer.spark_report_id,
+            "spark_created_at": answer.spark_created_at,
+        }
+        updated = fetch_one(conn, "record_report_accepted", {**params, **accepted})
+        return "sent", updated is not None, None
+    if answer.outcome == "rejected":
+        rejected = {
+            "http_status": answer.http_status,
+            "message": answer.response,
+            "error": answer.error,
+        }
+        updated = fetch_one(conn, "record_report_rejected", {**params, **rejected})
+        return "rejected", updated is not None, None
+    retry_at = now + timedelta(seconds=backoff(attempt, answer.retry_after))
+    retry = {
+        "next_attempt_at": retry_at,
+        "error": answer.error,
+        "ambiguous": answer.outcome == "unknown",
+    }
+    updated = fetch_one(conn, "record_report_retry", {**params, **retry})
+    return "retrying", updated is not None, retry_at
 
 
 def send_due(

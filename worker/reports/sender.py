@@ -35,7 +35,7 @@ from urllib3.exceptions import NewConnectionError
 from shared import logging as logs
 from shared.backoff import backoff_seconds
 from shared.config import Settings
-from shared.db import Connection, execute, fetch_all, fetch_one, recording_attempts
+from shared.db import Connection, execute, fetch_all, fetch_one, record_with_retries
 from shared.spark_api import (
     SparkAuthError,
     SparkClient,
@@ -238,14 +238,13 @@ def send_one(
                 )
         execute(conn, "start_report_attempt", {"id": claimed_id, "attempt": attempt, "now": now})
         row = fetch_one(conn, "report_to_send", {"id": claimed_id})
-    claimed_at = time.monotonic()
+    lease_ends = time.monotonic() + LEASE.total_seconds()
     if row is None:
         raise RuntimeError(f"report {claimed_id} vanished after its claim")
     # Every line about this attempt names the report and its event.
     with logs.bound(report_id=int(row["id"]), event_id=row["event_id"]):
         answer = post(client, row["body"], row["idempotency_key"])
-        lease_left = LEASE.total_seconds() - (time.monotonic() - claimed_at)
-        return _record(conn, row, attempt, answer, now=now, within=lease_left)
+        return _record(conn, row, attempt, answer, now=now, until=lease_ends)
 
 
 def finish_attempt(
@@ -271,17 +270,20 @@ def finish_attempt(
 
 
 def _record(
-    conn: Connection, row: Any, attempt: int, answer: Answer, *, now: datetime, within: float
+    conn: Connection, row: Any, attempt: int, answer: Answer, *, now: datetime, until: float
 ) -> SendResult:
-    """Record one attempt's answer: the attempt's row, then the report's, by outcome; retried
-    for `within` seconds (what is left of the lease) on a database error."""
-    record = {"accepted": _record_accepted, "rejected": _record_rejected}.get(
+    """Record one attempt's answer: the attempt's row, then the report's, by outcome; again on
+    a database error until the lease ends (monotonic `until`)."""
+    update_report = {"accepted": _record_accepted, "rejected": _record_rejected}.get(
         answer.outcome, _record_retry
     )
-    for tried in recording_attempts(within, on=conn):
-        with tried, conn.transaction():
+
+    def record() -> SendResult:
+        with conn.transaction():
             finish_attempt(conn, int(row["id"]), attempt, answer, now=now)
-            result = record(conn, row, attempt, answer, now=now)
+            return update_report(conn, row, attempt, answer, now=now)
+
+    result = record_with_retries(record, until=until, on=conn)
     if result.status == "lost":
         log.warning(
             "report %s attempt %s ended %s after the report had moved on (lease expired?)",
