@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import DictRow
 
 from shared.db import Connection
 from tests.curves.control import HANG, ControlSystem
@@ -24,7 +25,7 @@ from tests.curves.support import (
     targets,
 )
 from tests.db_faults import CancelTheNextWrite
-from worker.curves.dispatch import DispatchReport, RetryPolicy, run_dispatch
+from worker.curves.dispatch import CurvePlans, DispatchReport, RetryPolicy, run_dispatch
 from worker.curves.dispatchers import HttpDispatcher, LogDispatcher, Outcome, Plan
 from worker.plan_kinds import PLAN_KINDS
 
@@ -369,3 +370,46 @@ def test_it_records_the_outcome_again_when_the_database_cancels_the_record(
     clock.advance(3600)
     assert run(database_url, http, clock).sent == 0
     assert len(control.plans()) == 3
+
+
+class LosesItsConnectionWhilePlanning(CurvePlans):
+    """The curves' plans, whose connection PostgreSQL drops (a restart) between the claim and
+    the plan."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    def plans(self, conn: Connection, claimed: list[DictRow]) -> list[tuple[DictRow, Plan | str]]:
+        with psycopg.connect(self.database_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        return super().plans(conn, claimed)
+
+
+def test_it_hands_back_plans_it_could_not_compute_when_the_database_went_away(
+    db: Connection, database_url: str, control: ControlSystem, http: HttpDispatcher, clock: Clock
+) -> None:
+    document = day_curve(targets(3))
+    store(db, document)
+
+    with pytest.raises(psycopg.OperationalError):
+        run_dispatch(
+            database_url,
+            http,
+            POLICY,
+            kinds=[LosesItsConnectionWhilePlanning(database_url)],
+            batch_size=100,
+            lease=timedelta(seconds=600),
+            clock=clock,
+        )
+
+    # Not left leased for ten minutes: pending again within the policy's first delay, the
+    # failed attempt and its reason kept.
+    assert control.received == []
+    rows = decisions(db, document["eventId"]).values()
+    assert {(row["status"], row["attempts"]) for row in rows} == {("pending", 1)}
+    assert all(row["reason"].startswith("not sent: the plan could not be computed") for row in rows)
+    assert all(row["next_attempt_at"] <= clock.now + POLICY.first_delay for row in rows)
+    clock.advance(POLICY.first_delay.total_seconds())
+    assert run(database_url, http, clock).sent == 3
+    rows = decisions(db, document["eventId"]).values()
+    assert {(row["status"], row["attempts"]) for row in rows} == {("sent", 2)}

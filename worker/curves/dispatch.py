@@ -13,8 +13,10 @@ backoff, record) is the same for all.
    plan, and ends the transaction.
 3. It calls the dispatcher outside any transaction, then records each outcome: sent;
    skipped (nothing left to say); pending again with a backoff; or failed with the reason
-   after the last attempt. A worker that dies mid-call leaves 'sending' rows whose lease
-   expires, and they are claimed again. So does an outcome that could not be recorded, and
+   after the last attempt. A batch whose plans could not be computed (PostgreSQL went away
+   after the claim) is handed back at once as such a failed attempt, not left leased. A
+   worker that dies mid-call leaves 'sending' rows whose lease expires, and they are claimed
+   again. So does an outcome that could not be recorded, and
    the control system then gets those plans twice: a database error while recording is
    retried, on a new connection if the old one broke, until the lease runs out (a
    PostgreSQL that hung past `statement_timeout` cancels the statement it was running when
@@ -25,6 +27,7 @@ backoff, record) is the same for all.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -250,9 +253,15 @@ def _dispatch_batch(
     report: DispatchReport,
 ) -> None:
     lease_ends = time.monotonic() + lease.total_seconds()
-    planned = kind.plans(conn, claimed)
-    # No transaction stays open while the dispatcher is called.
-    conn.commit()
+    try:
+        planned = kind.plans(conn, claimed)
+        # No transaction stays open while the dispatcher is called.
+        conn.commit()
+    except Exception as exc:
+        _hand_back(
+            database_url, conn, kind, claimed, exc, policy=policy, clock=clock, until=lease_ends
+        )
+        raise
     decisions: list[Decision] = []
     to_send: list[tuple[DictRow, Plan]] = []
     for row, plan in planned:
@@ -295,6 +304,32 @@ def _record(
             return kind.record(usable, decisions, now)
 
     return record_with_retries(record, until=until)
+
+
+def _hand_back(
+    database_url: str,
+    conn: Connection,
+    kind: PlanKind,
+    claimed: list[DictRow],
+    exc: Exception,
+    *,
+    policy: RetryPolicy,
+    clock: Clock,
+    until: float,
+) -> None:
+    """Records a batch whose plans could not be computed (PostgreSQL went away meanwhile) as
+    an attempt that failed before any call: pending again after the policy's backoff, not
+    leased until `until`. Left leased, nothing but beat's sweep looks at it again, a minute
+    after the lease (100 s) runs out: an LPC cap would wait that long for its control system."""
+    if not conn.closed:
+        # The failed statement's transaction, if the connection survived it.
+        with contextlib.suppress(Exception):
+            conn.rollback()
+    now = clock()
+    reason = f"not sent: the plan could not be computed ({describe(exc)})"
+    decisions = [_after(row, Outcome(False, reason), policy, now) for row in claimed]
+    _record(database_url, conn, kind, decisions, now, until=until)
+    log.warning("%d %s plan(s) handed back unsent: %s", len(claimed), kind.name, reason)
 
 
 def _usable(conn: Connection, database_url: str) -> AbstractContextManager[Connection]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import current_app, shared_task
 
-from shared.config import Settings
+from shared.config import CurveSettings, Settings
 from shared.queues import DISPATCH_QUEUE, SPARK_QUEUE
 from shared.spark_api import SparkClient
 from shared.timeutil import utcnow
@@ -59,6 +59,13 @@ def dispatch_due() -> dict[str, Any]:
     return _dispatch(current_settings())
 
 
+def dispatch_lease(curves: CurveSettings) -> timedelta:
+    """How long a run's claim lasts: long enough for one dispatcher call (connect and read
+    timeouts) and its records. A claim a run could not hand back waits this long, and then
+    for beat's sweep."""
+    return timedelta(seconds=4 * curves.dispatch_timeout_seconds + 60)
+
+
 def _dispatch(settings: Settings) -> dict[str, Any]:
     curves = settings.curves
     dispatcher = dispatcher_from_settings(curves, current_app)
@@ -69,8 +76,7 @@ def _dispatch(settings: Settings) -> dict[str, Any]:
             RetryPolicy.from_settings(curves),
             kinds=PLAN_KINDS,
             batch_size=curves.dispatch_batch_size,
-            # Long enough for one dispatcher call (connect and read timeouts) and its records.
-            lease=timedelta(seconds=4 * curves.dispatch_timeout_seconds + 60),
+            lease=dispatch_lease(curves),
             budget_seconds=DISPATCH_BUDGET_SECONDS,
         )
     finally:
