@@ -382,19 +382,19 @@ def sweep_dispatches(redis_url: str) -> None:
     send_as_beat(redis_url, DISPATCH_DUE_TASK, DISPATCH_QUEUE)
 
 
-def sweeping(redis_url: str, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `predicate` as `wait_for` does, sending the dispatch sweep as beat does on its
-    schedule: every ten seconds here rather than every minute, which only shortens the wait."""
-    deadline = time.monotonic() + timeout
-    while True:
-        sweep_dispatches(redis_url)
-        next_sweep = time.monotonic() + 10.0
-        while time.monotonic() < min(next_sweep, deadline):
-            if predicate():
-                return
-            time.sleep(0.1)
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+def sweeping(redis_url: str, predicate: Callable[[], bool]) -> Callable[[], bool]:
+    """`predicate` for `wait_for`, sending the dispatch sweep as beat does on its schedule:
+    every ten seconds here rather than every minute, which only shortens the wait."""
+    next_sweep = 0.0
+
+    def swept() -> bool:
+        nonlocal next_sweep
+        if time.monotonic() >= next_sweep:
+            sweep_dispatches(redis_url)
+            next_sweep = time.monotonic() + 10.0
+        return predicate()
+
+    return swept
 
 
 def settle(
@@ -427,9 +427,8 @@ def settle(
     curves = {e for e in stream.accepted if stream.sent[e] == "PriceCurveCreated"}
     # A claim PostgreSQL cut off so that its run could not hand it back (the commit went
     # through, its answer did not) waits for its lease, then for beat's sweep.
-    sweeping(
-        redis_url,
-        lambda: curves <= plans.events(),
+    wait_for(
+        sweeping(redis_url, lambda: curves <= plans.events()),
         dispatch_lease(CurveSettings()).total_seconds() + 60,
         "every curve's plan at the control system",
     )

@@ -16,26 +16,26 @@ backoff, record) is the same for all.
    after the last attempt. A batch whose plans could not be computed (PostgreSQL went away
    after the claim) is handed back at once as such a failed attempt, not left leased. A
    worker that dies mid-call leaves 'sending' rows whose lease expires, and they are claimed
-   again. So does an outcome that could not be recorded, and
-   the control system then gets those plans twice: a database error while recording is
-   retried, on a new connection if the old one broke, until the lease runs out (a
-   PostgreSQL that hung past `statement_timeout` cancels the statement it was running when
-   it wakes up; tests/faults/test_postgres_hung.py met it).
+   again. So does an outcome that could not be recorded, and the control system then gets
+   those plans twice: a database error while recording is retried, on a new connection if
+   the old one broke, until the lease runs out (a PostgreSQL that hung past
+   `statement_timeout` cancels the statement it was running when it wakes up;
+   tests/faults/test_postgres_hung.py met it).
 4. Outcomes for a revision that a newer curve replaced meanwhile are dropped; the new
    revision is sent by this or the next run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import psycopg
 from celery.exceptions import SoftTimeLimitExceeded
 from psycopg.rows import DictRow
 
@@ -319,11 +319,12 @@ def _hand_back(
 ) -> None:
     """Records a batch whose plans could not be computed (PostgreSQL went away meanwhile) as
     an attempt that failed before any call: pending again after the policy's backoff, not
-    leased until `until`. Left leased, nothing but beat's sweep looks at it again, a minute
-    after the lease (100 s) runs out: an LPC cap would wait that long for its control system."""
+    leased until `until`. Left leased, nothing but beat's sweep looks at it again, up to a
+    minute after the lease (100 s by default) runs out: an LPC cap would wait that long."""
     if not conn.closed:
-        # The failed statement's transaction, if the connection survived it.
-        with contextlib.suppress(Exception):
+        # The failed statement's transaction, if the connection survived it; if the rollback
+        # breaks it, the record below takes a pooled one.
+        with suppress(psycopg.Error):
             conn.rollback()
     now = clock()
     reason = f"not sent: the plan could not be computed ({describe(exc)})"
